@@ -1,0 +1,240 @@
+-- bench/report.lua RESULTS [MARKDOWN]: turn bench/run.sh's raw results
+-- into one table per workload (median, ratio to the reference, raw runs)
+-- on stdout, and the same tables as Markdown into MARKDOWN if given.
+--
+-- RESULTS lines are tab-separated: workload, implementation, kind, text.
+-- kind ORDER lists a runnable implementation (in table order), RUN carries
+-- a measurement ("key=value ..."), SKIP and FAIL carry the reason.
+
+local results_path, md_path = arg[1], arg[2]
+assert(results_path, "usage: luajit bench/report.lua RESULTS [MARKDOWN]")
+
+local workloads = {
+  spawn = {
+    title = "spawn/join: N trivial tasks alive at once, then joined in order",
+    metric = "ns_per_task", unit = "ns/task", fmt = "%.1f",
+    ref = "coro-loop",
+    extra = {},
+    label = {
+      ["coro-loop"] = "bare-coroutine loop (reference)",
+      ["coro-alive"] = "bare coroutines, all alive",
+      ["lua-sched"] = "hand-written Lua scheduler",
+      ["luv"] = "luv (idle-driven scheduler)",
+      ["cqueues"] = "cqueues (wrap + condition)",
+      ["nexus"] = "nexus (luajit + require)",
+      ["nexus-cmd"] = "nexus (nexus command)",
+    },
+  },
+  sleepers = {
+    title = "sleepers: N tasks each sleeping 1-50 ms, wall time to all woken",
+    metric = "wall_ms", unit = "wall ms", fmt = "%.1f",
+    ref = "c-libuv",
+    extra = {
+      { key = "late_ms", head = "mean late ms", fmt = "%.2f", agg = "median" },
+      { key = "early", head = "early wakes (max)", fmt = "%d", agg = "max" },
+      { key = "hwm_mb", head = "peak RSS MB", fmt = "%.1f", agg = "median" },
+    },
+    label = {
+      ["c-libuv"] = "C libuv, uv_timer_t each (reference)",
+      ["luv"] = "luv (coroutine + uv timer each)",
+      ["cqueues"] = "cqueues (wrap + cqueues.sleep)",
+      ["nexus"] = "nexus (luajit + require)",
+      ["nexus-cmd"] = "nexus (nexus command)",
+    },
+  },
+  parked = {
+    title = "parked tasks: memory per task, N tasks suspended",
+    metric = "rss_per_task", unit = "RSS B/task", fmt = "%.0f",
+    ref = "coro",
+    extra = {
+      { key = "lua_per_task", head = "Lua heap B/task", fmt = "%.0f", agg = "median" },
+    },
+    label = {
+      ["coro"] = "bare coroutines, yielded (reference)",
+      ["lua-sched"] = "hand-written Lua scheduler (condition)",
+      ["luv"] = "luv (coroutine + uv timer, 3600 s)",
+      ["cqueues"] = "cqueues (cqueues.sleep(3600))",
+      ["nexus"] = "nexus (nexus.sleep(3600), luajit)",
+      ["nexus-cmd"] = "nexus (nexus.sleep(3600), command)",
+    },
+  },
+}
+
+-- Targets the issue states, checked against the nexus rows.
+local function targets(w, med)
+  local out = {}
+  local function check(impl)
+    local m = med[impl]
+    if not m then return end
+    if w == "spawn" then
+      local ref, luv, cq = med["coro-loop"], med["luv"], med["cqueues"]
+      if ref then
+        out[#out + 1] = string.format("%s: %.2fx the bare-coroutine loop (target <= 1.5x): %s",
+          impl, m / ref, m <= 1.5 * ref and "met" or "MISSED")
+      end
+      if luv then
+        out[#out + 1] = string.format("%s: %.2fx luv (target < 1): %s",
+          impl, m / luv, m < luv and "met" or "MISSED")
+      end
+      if cq then
+        out[#out + 1] = string.format("%s: %.2fx cqueues (target < 1): %s",
+          impl, m / cq, m < cq and "met" or "MISSED")
+      end
+    elseif w == "sleepers" then
+      local ref = med["c-libuv"]
+      if ref then
+        out[#out + 1] = string.format("%s: wall %.2fx the C libuv program (target <= 1.5x): %s",
+          impl, m / ref, m <= 1.5 * ref and "met" or "MISSED")
+      end
+    elseif w == "parked" then
+      out[#out + 1] = string.format("%s: %.0f bytes/task by RSS (target <= 700): %s",
+        impl, m, m <= 700 and "met" or "MISSED")
+    end
+  end
+  check("nexus")
+  check("nexus-cmd")
+  return out
+end
+
+local function median(xs)
+  local t = {}
+  for i, v in ipairs(xs) do t[i] = v end
+  table.sort(t)
+  local n = #t
+  if n == 0 then return nil end
+  if n % 2 == 1 then return t[(n + 1) / 2] end
+  return (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+local function max(xs)
+  local m
+  for _, v in ipairs(xs) do if not m or v > m then m = v end end
+  return m
+end
+
+-- Read the raw results.
+local data = {}     -- workload -> { order = {impl...}, rows = impl -> row }
+local seen_order = {}
+for line in io.lines(results_path) do
+  local w, impl, kind, text = line:match("^([^\t]*)\t([^\t]*)\t([^\t]*)\t(.*)$")
+  if w then
+    local d = data[w]
+    if not d then
+      d = { order = {}, rows = {} }
+      data[w] = d
+      seen_order[#seen_order + 1] = w
+    end
+    local row = d.rows[impl]
+    if not row then
+      row = { runs = {}, skip = nil, fail = nil }
+      d.rows[impl] = row
+      d.order[#d.order + 1] = impl
+    end
+    if kind == "RUN" then
+      local r = {}
+      for k, v in text:gmatch("(%S+)=(%S+)") do r[k] = tonumber(v) end
+      row.runs[#row.runs + 1] = r
+    elseif kind == "SKIP" then
+      row.skip = text
+    elseif kind == "FAIL" then
+      row.fail = text
+    end
+  end
+end
+
+local md = {}
+local function emit(s) io.stdout:write(s, "\n") end
+
+for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
+  local d, spec = data[w], workloads[w]
+  if d then
+    -- medians
+    local med, n = {}, nil
+    for _, impl in ipairs(d.order) do
+      local row = d.rows[impl]
+      local xs = {}
+      for i, r in ipairs(row.runs) do xs[i] = r[spec.metric]; n = n or r.n end
+      row.vals = xs
+      med[impl] = median(xs)
+    end
+    local ref = med[spec.ref]
+
+    local head = { "implementation", "median " .. spec.unit, "ratio" }
+    for _, e in ipairs(spec.extra) do head[#head + 1] = e.head end
+    head[#head + 1] = "runs (" .. spec.unit .. ")"
+
+    local rows = {}
+    for _, impl in ipairs(d.order) do
+      local row = d.rows[impl]
+      local label = spec.label[impl] or impl
+      local cells
+      if row.skip then
+        cells = { label, "skipped: " .. row.skip }
+      elseif #row.vals == 0 then
+        cells = { label, "failed: " .. (row.fail or "no runs") }
+      else
+        local m = med[impl]
+        cells = { label, string.format(spec.fmt, m),
+                  ref and string.format("%.2fx", m / ref) or "-" }
+        for _, e in ipairs(spec.extra) do
+          local xs = {}
+          for i, r in ipairs(row.runs) do xs[i] = r[e.key] end
+          local v = (e.agg == "max" and max or median)(xs)
+          cells[#cells + 1] = v and string.format(e.fmt, v) or "-"
+        end
+        local raw = {}
+        for i, v in ipairs(row.vals) do raw[i] = string.format(spec.fmt, v) end
+        cells[#cells + 1] = table.concat(raw, " ")
+        if row.fail then cells[#cells] = cells[#cells] .. " (then failed: " .. row.fail .. ")" end
+      end
+      rows[#rows + 1] = cells
+    end
+
+    -- text table
+    emit("")
+    emit(spec.title .. (n and string.format(" (N = %d)", n) or ""))
+    local width = {}
+    for _, r in ipairs({ head, unpack(rows) }) do
+      if #r == #head then
+        for i, c in ipairs(r) do width[i] = math.max(width[i] or 0, #c) end
+      end
+    end
+    local function line(r)
+      if #r ~= #head then return "  " .. string.format("%-" .. width[1] .. "s  ", r[1]) .. r[2] end
+      local parts = {}
+      for i, c in ipairs(r) do
+        parts[i] = i == 1 and string.format("%-" .. width[i] .. "s", c)
+                          or (i == #r and c or string.format("%" .. width[i] .. "s", c))
+      end
+      return "  " .. table.concat(parts, "  ")
+    end
+    emit(line(head))
+    for _, r in ipairs(rows) do emit(line(r)) end
+    local tg = targets(w, med)
+    for _, t in ipairs(tg) do emit("  target: " .. t) end
+
+    -- markdown
+    md[#md + 1] = "### " .. spec.title .. (n and string.format(" (N = %d)", n) or "")
+    md[#md + 1] = ""
+    md[#md + 1] = "| " .. table.concat(head, " | ") .. " |"
+    local sep = {}
+    for i = 1, #head do sep[i] = i == 1 and "---" or "---:" end
+    md[#md + 1] = "| " .. table.concat(sep, " | ") .. " |"
+    for _, r in ipairs(rows) do
+      local cells = {}
+      for i = 1, #head do cells[i] = r[i] or "" end
+      md[#md + 1] = "| " .. table.concat(cells, " | ") .. " |"
+    end
+    md[#md + 1] = ""
+    for _, t in ipairs(tg) do md[#md + 1] = "- target: " .. t end
+    if #tg > 0 then md[#md + 1] = "" end
+  end
+end
+
+if md_path then
+  local f = assert(io.open(md_path, "w"))
+  f:write(table.concat(md, "\n"), "\n")
+  f:close()
+  emit("")
+  emit("raw results: " .. results_path .. "; Markdown tables: " .. md_path)
+end
