@@ -1,0 +1,97 @@
+# nexus — a thin wrapper over CMake.
+#
+#   make                 deps + configure + build into build/
+#   make run             build, then build/bin/nexus examples/hello.lua
+#   make test            build, then luajit spec/run.lua (one process per spec)
+#   make bench           build, then bash bench/run.sh
+#   make install         cmake --install build [PREFIX=/usr/local]
+#   make install-rock    luarocks make the rockspec [ROCKS_TREE=dir]
+#   make clean
+#
+# SANITIZE=address,undefined builds into build-san/ with -fsanitize=... and
+# runs the tests with the sanitizer runtimes preloaded into luajit, since a
+# sanitized core.so cannot be loaded into the unsanitized /usr/bin/luajit
+# otherwise. BUILD=dir overrides the build directory.
+
+SANITIZE ?=
+ifeq ($(strip $(SANITIZE)),)
+BUILD ?= build
+else
+BUILD ?= build-san
+endif
+CMAKE_BUILD_TYPE ?= RelWithDebInfo
+JOBS ?= 2
+CC ?= gcc
+LUAJIT ?= luajit
+ROCKSPEC := rockspec/nexus-scm-1.rockspec
+
+ABS_BUILD := $(abspath $(BUILD))
+
+DEB_PACKAGES := luajit libluajit-5.1-dev libuv1-dev lua-busted luarocks \
+	lua-luv lua-cqueues lua-copas pkg-config cmake gcc make
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+# Environment of the test, run and bench commands: the tree's Lua files and
+# the build's C module come before the system's (";;" keeps the defaults).
+NEXUS_ENV := \
+	NEXUS_BUILD='$(ABS_BUILD)' \
+	NEXUS_BIN='$(ABS_BUILD)/bin/nexus' \
+	LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' \
+	LUA_CPATH='$(ABS_BUILD)/lib/?.so;;'
+
+ifneq ($(strip $(SANITIZE)),)
+# The sanitizer runtimes must come first in the process: preload them.
+SAN_LIBS := $(if $(findstring address,$(SANITIZE)),$(shell $(CC) -print-file-name=libasan.so)) \
+	$(if $(findstring undefined,$(SANITIZE)),$(shell $(CC) -print-file-name=libubsan.so))
+# Leak checking is off: the host luajit (and busted) never free everything,
+# and LuaJIT's own allocator is invisible to LSan anyway.
+ASAN_OPTIONS ?= detect_leaks=0:abort_on_error=1
+UBSAN_OPTIONS ?= print_stacktrace=1:halt_on_error=1
+NEXUS_ENV += \
+	LD_PRELOAD='$(strip $(SAN_LIBS))' \
+	ASAN_OPTIONS='$(ASAN_OPTIONS)' \
+	UBSAN_OPTIONS='$(UBSAN_OPTIONS)'
+endif
+
+.PHONY: all deps build run test bench install install-rock clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: installing$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+
+build: deps
+	cmake -S . -B '$(BUILD)' -DCMAKE_BUILD_TYPE=$(CMAKE_BUILD_TYPE) -DSANITIZE='$(SANITIZE)'
+	cmake --build '$(BUILD)' -j$(JOBS)
+
+run: build
+	$(NEXUS_ENV) '$(BUILD)/bin/nexus' examples/hello.lua
+
+test: build
+	$(NEXUS_ENV) $(LUAJIT) spec/run.lua
+
+bench: build
+	$(NEXUS_ENV) bash bench/run.sh
+
+install: build
+	cmake --install '$(BUILD)' $(if $(PREFIX),--prefix '$(PREFIX)')
+
+# luarocks 3.8 (Debian) finds LuaJIT as the 5.1 interpreter and the 5.1
+# headers by itself; the CMake build takes LuaJIT's from pkg-config. So the
+# bare command works as it is:
+#   luarocks --lua-version=5.1 make rockspec/nexus-scm-1.rockspec
+# (add --tree=DIR or --local to choose where it goes).
+install-rock: deps
+	luarocks --lua-version=5.1 $(if $(ROCKS_TREE),--tree='$(ROCKS_TREE)') make $(ROCKSPEC)
+
+clean:
+	rm -rf build build-san build.luarocks '$(BUILD)'
