@@ -1,0 +1,38 @@
+-- Install from a checkout (offline; builds with CMake):
+--   luarocks --lua-version=5.1 make rockspec/nexus-scm-1.rockspec
+--   luarocks --lua-version=5.1 --tree=DIR make rockspec/nexus-scm-1.rockspec
+-- Installs nexus/core.so in LIBDIR, nexus.lua and nexus/*.lua in LUADIR and
+-- the nexus command in BINDIR. The C core needs LuaJIT (headers found by
+-- pkg-config, luajit.pc) and libuv (libuv.pc).
+rockspec_format = "3.0"
+package = "nexus"
+version = "scm-1"
+source = {
+   url = "git+file:///nexus", -- not fetched by `luarocks make`
+}
+description = {
+   summary = "A single-threaded async runtime for LuaJIT on libuv",
+   detailed = [[
+nexus runs Lua coroutines as tasks on a C executor over libuv: timers,
+channels, cancellation, TCP/UDP/DNS. Use it with `require "nexus"` from
+LuaJIT, or run scripts with the bundled `nexus` command.
+]],
+}
+supported_platforms = { "linux" }
+dependencies = {
+   "lua == 5.1", -- LuaJIT 2.1
+}
+external_dependencies = {
+   LIBUV = { header = "uv.h" },
+}
+build = {
+   type = "cmake",
+   variables = {
+      CMAKE_BUILD_TYPE = "RelWithDebInfo",
+      CMAKE_INSTALL_PREFIX = "$(PREFIX)",
+      NEXUS_BINDIR = "$(BINDIR)",
+      NEXUS_LIBDIR = "$(LIBDIR)",
+      NEXUS_LUADIR = "$(LUADIR)",
+      NEXUS_INCLUDEDIR = "$(PREFIX)/include",
+   },
+}
