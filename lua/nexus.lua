@@ -1,0 +1,19 @@
+-- nexus: an async runtime for LuaJIT. The executor, timers and reactor are
+-- C (libuv); tasks are coroutines. See docs/ and shared API contract.
+local core = require "nexus.core"
+local runtime = require "nexus.runtime"
+local task = require "nexus.task"
+local time = require "nexus.time"
+
+local M = {
+  version = core.version,
+  runtime = runtime,
+  run = runtime.run,
+  spawn = task.spawn,
+  current = task.current,
+  yield = task.yield,
+}
+
+for k, v in pairs(time) do M[k] = v end
+
+return M

@@ -1,0 +1,108 @@
+-- nexus.runtime: the builder, block_on, nexus.run, and the implicit
+-- runtime of the nexus command.
+local core = require "nexus.core"
+local api = require "nexus.api"
+local util = require "nexus.util"
+
+local type, error, setmetatable, pcall, tostring = type, error, setmetatable, pcall, tostring
+local floor = math.floor
+local corunning = coroutine.running
+
+local M = {}
+local rt_methods = core.runtime_mt.__index
+local worlds = setmetatable({}, { __mode = "k" })   -- runtime -> World
+
+local Builder = {}
+Builder.__index = Builder
+
+local function check_count(fname, n)
+  if type(n) ~= "number" or n ~= n or n < 1 or n ~= floor(n) or n > 2 ^ 31 then
+    error(fname .. ": expected a positive integer, got " .. tostring(n), 3)
+  end
+end
+
+function M.builder(world)
+  if world ~= nil and type(world) ~= "table" and type(world) ~= "userdata" then
+    error("nexus.runtime.builder: world must be a World, got " .. type(world), 2)
+  end
+  return setmetatable({ world = world, tpc = 64, ei = 61, report = false }, Builder)
+end
+
+function Builder:tasks_per_cycle(n)
+  check_count("builder:tasks_per_cycle", n)
+  self.tpc = n
+  return self
+end
+
+function Builder:event_interval(n)
+  check_count("builder:event_interval", n)
+  self.ei = n
+  return self
+end
+
+function Builder:on_task_error(mode)
+  if mode ~= "abort" and mode ~= "report" then
+    error("builder:on_task_error: expected \"abort\" or \"report\", got " .. tostring(mode), 2)
+  end
+  self.report = mode == "report"
+  return self
+end
+
+function Builder:build()
+  local rt = core.runtime_new()
+  rt:_config(self.tpc, self.ei, self.report)
+  worlds[rt] = self.world
+  return rt
+end
+
+function M.new(world) return M.builder(world):build() end
+
+-- (parks) runs fn as the root task; returns its results. Tasks still alive
+-- stay parked in the runtime for a later block_on, until rt:close().
+function rt_methods.block_on(rt, fn, ...)
+  return rt:_block_on(false, false, "rt:block_on", fn, ...)
+end
+
+-- Same, but never parks: spins on non-blocking polls when idle.
+function rt_methods.block_on_busy(rt, fn, ...)
+  return rt:_block_on(false, true, "rt:block_on_busy", fn, ...)
+end
+
+function rt_methods.world(rt) return worlds[rt] end
+
+local function close_and_return(rt, ok, ...)
+  rt:close()
+  if not ok then error((...), 0) end
+  return ...
+end
+
+-- Runs fn as the root task of a fresh runtime; returns when fn and every
+-- task it spawned have finished, with fn's results.
+function M.run(fn, ...)
+  if api.in_task() ~= 0 then
+    error("nexus.run: called from inside a running task (it would block the runtime)", 2)
+  end
+  local rt = M.new()
+  return close_and_return(rt, pcall(rt._block_on, rt, true, false, "nexus.run", fn, ...))
+end
+
+---------------------------------------------------------------- the command
+
+-- Under `nexus script.lua` the main chunk runs in a coroutine that is not
+-- yet a task: a script that builds its own runtime behaves as under plain
+-- luajit. The first time it suspends or spawns, it is adopted as the root
+-- task of an implicit runtime that the command then drives to the end.
+local pending, implicit
+
+function M._set_pending(co) pending, implicit = co, nil end
+function M._implicit() return implicit end
+
+util.adopt = function()
+  if pending == nil or corunning() ~= pending or api.in_task() ~= 0 then return false end
+  local rt = M.new()
+  implicit = { rt = rt, root = rt:_adopt() }
+  pending = nil
+  return true
+end
+
+return M

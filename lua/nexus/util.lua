@@ -1,0 +1,63 @@
+-- nexus.util: argument checks and the errors every suspending function shares.
+local api = require "nexus.api"
+
+local type, error, tostring, select = type, error, tostring, select
+local isyieldable = coroutine.isyieldable
+local M = {}
+
+-- Set by nexus.runtime: adopts a script's main chunk as a root task the
+-- first time it suspends or spawns under the nexus command.
+M.adopt = function() return false end
+
+function M.pack(...) return { n = select("#", ...), ... } end
+
+-- Raises "<fname>: <what>" naming the fault, never a bare C-level error.
+function M.argerror(fname, what, level)
+  error(fname .. ": " .. what, (level or 1) + 2)
+end
+
+-- A non-negative, non-NaN number of seconds (math.huge allowed: forever).
+function M.check_secs(fname, v, what)
+  if type(v) ~= "number" then
+    M.argerror(fname, (what or "duration") .. " must be a number, got " .. type(v), 2)
+  elseif v ~= v then
+    M.argerror(fname, (what or "duration") .. " is NaN", 2)
+  elseif v < 0 then
+    M.argerror(fname, "negative " .. (what or "duration") .. " (" .. tostring(v) .. ")", 2)
+  end
+end
+
+function M.check_time(fname, v, what)
+  if type(v) ~= "number" then
+    M.argerror(fname, (what or "deadline") .. " must be a number, got " .. type(v), 2)
+  elseif v ~= v then
+    M.argerror(fname, (what or "deadline") .. " is NaN", 2)
+  end
+end
+
+function M.check_fn(fname, fn)
+  if type(fn) ~= "function" then
+    M.argerror(fname, "expected a function, got " .. type(fn), 2)
+  end
+end
+
+-- Called when a suspending C entry point refused: adopt the script's main
+-- chunk (nexus command) and tell the caller to retry, or raise.
+function M.no_task(fname, rc)
+  if rc == -1 and M.adopt() then return true end
+  if rc == -2 then error(fname .. ": out of memory", 3) end
+  if rc == -3 then error(fname .. ": cannot suspend inside with_world (it is synchronous)", 3) end
+  error(fname .. ": not inside a nexus task", 3)
+end
+
+-- Before yielding with a wait registered: if this coroutine cannot yield
+-- (a C function, an FFI callback, a metamethod called from C), release the
+-- wait and raise a nexus error instead of LuaJIT's C-call boundary error.
+function M.check_yieldable(fname)
+  if not isyieldable() then
+    api.cancel_wait()
+    error(fname .. ": cannot suspend here (called through a C function or callback that cannot yield)", 3)
+  end
+end
+
+return M

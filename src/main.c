@@ -1,0 +1,78 @@
+/* main.c - the nexus command: LuaJIT with the nexus core linked in.
+ *
+ * The Lua side of nexus is embedded (nx_embedded, generated at build time)
+ * and preloaded, so the command works from any directory and always pairs
+ * its C core with the Lua files it was built with. Argument handling and
+ * running the script as the root task live in nexus/cli.lua.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+
+#include "nexus.h"
+
+typedef struct nx_embedded_mod {
+  const char *name;
+  const char *chunkname;
+  const char *src;
+  size_t len;
+} nx_embedded_mod;
+
+extern const nx_embedded_mod nx_embedded[];
+
+static void nx_preload(lua_State *L) {
+  lua_getglobal(L, "package");
+  lua_getfield(L, -1, "preload");
+  for (const nx_embedded_mod *m = nx_embedded; m->name; m++) {
+    if (luaL_loadbuffer(L, m->src, m->len, m->chunkname) != 0) {
+      fprintf(stderr, "nexus: embedded module %s: %s\n", m->name, lua_tostring(L, -1));
+      exit(1);
+    }
+    lua_setfield(L, -2, m->name);
+  }
+  lua_pushcfunction(L, luaopen_nexus_core);
+  lua_setfield(L, -2, "nexus.core");
+  lua_pop(L, 2);
+}
+
+static int nx_traceback(lua_State *L) {
+  const char *msg = lua_tostring(L, 1);
+  luaL_traceback(L, L, msg ? msg : "(error object is not a string)", 1);
+  return 1;
+}
+
+int main(int argc, char **argv) {
+  lua_State *L = luaL_newstate();
+  if (!L) {
+    fputs("nexus: cannot create a Lua state\n", stderr);
+    return 1;
+  }
+  luaL_openlibs(L);
+  nx_preload(L);
+  lua_pushcfunction(L, nx_traceback);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "nexus.cli");
+  int status = 1;
+  if (lua_pcall(L, 1, 1, 1) == 0) {
+    lua_getfield(L, -1, "main");
+    lua_createtable(L, argc, 0);
+    for (int i = 0; i < argc; i++) {
+      lua_pushstring(L, argv[i]);
+      lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, argc);
+    if (lua_pcall(L, 2, 1, 1) == 0) {
+      status = (int)lua_tointeger(L, -1);
+    } else {
+      fprintf(stderr, "nexus: %s\n", lua_tostring(L, -1));
+    }
+  } else {
+    fprintf(stderr, "nexus: %s\n", lua_tostring(L, -1));
+  }
+  fflush(stdout);
+  lua_close(L);
+  return status;
+}

@@ -1,0 +1,473 @@
+/* rt.c - the executor: task records, ready queue, waits, the loop. */
+#include "rt.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+_Thread_local nx_rt *nx_cur_rt;
+
+static void nx_timer_cb(uv_timer_t *h) { (void)h; }   /* only wakes the loop */
+
+nx_rt *nx_rt_new(void) {
+  nx_rt *rt = calloc(1, sizeof *rt);
+  if (!rt) return NULL;
+  if (uv_loop_init(&rt->loop) != 0) goto fail;
+  uv_timer_init(&rt->loop, &rt->timer);
+  nx_heap_init(&rt->heap);
+  rt->qcap = 256;
+  rt->q = malloc(rt->qcap * sizeof *rt->q);
+  if (!rt->q) goto fail_loop;
+  rt->tasks_ref = LUA_NOREF;
+  rt->refs = 1;
+  rt->tasks_per_cycle = 64;
+  rt->event_interval = 61;
+  rt->next_id = 1;
+  rt->event_time = nx_now();
+  return rt;
+fail_loop:
+  uv_close((uv_handle_t *)&rt->timer, NULL);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
+fail:
+  free(rt);
+  return NULL;
+}
+
+/* ---- task slots ---- */
+
+static nx_task *nx_slot(nx_rt *rt, uint32_t slot) {
+  return &rt->pages[slot >> NX_PAGE_BITS][slot & (NX_PAGE_SIZE - 1)];
+}
+
+static int nx_grow_slots(nx_rt *rt) {
+  nx_task **pages = realloc(rt->pages, (rt->npages + 1) * sizeof *pages);
+  if (!pages) return -1;
+  rt->pages = pages;
+  uint32_t *freev = realloc(rt->freev, (rt->nslots + NX_PAGE_SIZE) * sizeof *freev);
+  if (!freev) return -1;
+  rt->freev = freev;
+  nx_task *page = calloc(NX_PAGE_SIZE, sizeof *page);
+  if (!page) return -1;
+  rt->pages[rt->npages++] = page;
+  /* Push in reverse so low slots are handed out first (dense Lua array). */
+  for (uint32_t i = NX_PAGE_SIZE; i-- > 0;) {
+    page[i].slot = rt->nslots + i;
+    page[i].tm.idx = NX_TIMER_NONE;
+    rt->freev[rt->nfree++] = rt->nslots + i;
+  }
+  rt->nslots += NX_PAGE_SIZE;
+  return 0;
+}
+
+/* Takes a free record; the caller anchors the coroutine in the tasks table. */
+nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
+  (void)L;
+  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
+  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  t->co = NULL;
+  t->id = rt->next_id++;
+  t->nhandles = 0;
+  t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
+  t->end = NX_END_OK;
+  t->flags = 0;
+  t->wake = 0;
+  t->nargs = 0;
+  t->cancel = NULL;
+  t->wobj = NULL;
+  t->wnext = t->wprev = NULL;
+  t->joiner = NULL;
+  t->dl = NULL;
+  t->ndl = 0;
+  rt->alive++;
+  rt->st.spawned++;
+  return t;
+}
+
+static void nx_tasks_set_nil(nx_rt *rt, lua_State *L, uint32_t slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (int)slot + 1);
+  lua_pop(L, 1);
+}
+
+/* A finished task whose last handle is gone gives its slot back. */
+static void nx_task_release(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (t->co) nx_tasks_set_nil(rt, L, t->slot);
+  t->co = NULL;
+  t->state = NX_FREE;
+  t->gen++;
+  rt->freev[rt->nfree++] = t->slot;
+}
+
+void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t) {
+  assert(t->nhandles > 0);
+  if (--t->nhandles == 0 && t->state == NX_DONE && !(t->flags & NX_F_FATAL))
+    nx_task_release(rt, L, t);
+}
+
+/* ---- ready queue ---- */
+
+static int nx_q_grow(nx_rt *rt) {
+  uint32_t cap = rt->qcap * 2;
+  nx_qent *q = malloc(cap * sizeof *q);
+  if (!q) return -1;
+  for (uint32_t i = 0; i < rt->qn; i++) q[i] = rt->q[(rt->qhead + i) & (rt->qcap - 1)];
+  free(rt->q);
+  rt->q = q;
+  rt->qhead = 0;
+  rt->qcap = cap;
+  return 0;
+}
+
+void nx_task_ready(nx_rt *rt, nx_task *t) {
+  if (rt->qn == rt->qcap && nx_q_grow(rt) != 0) {
+    /* Out of memory with a task to run: losing it silently is worse. */
+    fputs("nexus: out of memory growing the ready queue\n", stderr);
+    abort();
+  }
+  t->state = NX_READY;
+  nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
+  e->t = t;
+  e->seq = ++t->qseq;
+}
+
+static nx_task *nx_q_pop(nx_rt *rt) {
+  while (rt->qn) {
+    nx_qent e = rt->q[rt->qhead];
+    rt->qhead = (rt->qhead + 1) & (rt->qcap - 1);
+    rt->qn--;
+    if (e.t->qseq == e.seq && e.t->state == NX_READY) return e.t;
+  }
+  return NULL;
+}
+
+/* ---- waits ---- */
+
+void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
+  if (t->state != NX_WAITING) return;      /* stale wake */
+  t->cancel = NULL;
+  t->wobj = NULL;
+  t->wake = (int8_t)code;
+  nx_task_ready(rt, t);
+}
+
+void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
+  if (t->cancel) {
+    nx_cancel_fn fn = t->cancel;
+    t->cancel = NULL;
+    fn(rt, t);
+  }
+  t->wobj = NULL;
+  if (t->state == NX_WAITING) t->state = NX_RUNNING;
+  else if (t->state == NX_READY) t->qseq++;   /* drop its queue entry */
+}
+
+static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_heap_remove(&rt->heap, &t->tm); }
+
+static nx_task *nx_waiter(nx_rt *rt) {
+  nx_task *t = rt->cur;
+  return (t && t->state == NX_RUNNING) ? t : NULL;
+}
+
+int nx_wait_sleep(nx_rt *rt, double deadline) {
+  nx_task *t = nx_waiter(rt);
+  if (!t) return NX_E_NOTASK;
+  t->tm.deadline = deadline;
+  t->tm.kind = NX_TM_SLEEP;
+  if (nx_heap_push(&rt->heap, &t->tm) != 0) return NX_E_NOMEM;
+  t->cancel = nx_sleep_cancel;
+  t->state = NX_WAITING;
+  return NX_OK;
+}
+
+static void nx_join_cancel(nx_rt *rt, nx_task *t) {
+  (void)rt;
+  nx_task *target = t->wobj;
+  if (target && target->joiner == t) target->joiner = NULL;
+}
+
+int nx_wait_join(nx_rt *rt, nx_task *target) {
+  nx_task *t = nx_waiter(rt);
+  if (!t) return NX_E_NOTASK;
+  target->joiner = t;
+  t->wobj = target;
+  t->cancel = nx_join_cancel;
+  t->state = NX_WAITING;
+  return NX_OK;
+}
+
+/* ---- timeout levels ---- */
+
+int nx_dl_push(nx_rt *rt, double deadline) {
+  nx_task *t = rt->cur;
+  if (!t) return NX_E_NOTASK;
+  nx_deadline *d = rt->dlfree;
+  if (d) rt->dlfree = d->prev;
+  else if (!(d = malloc(sizeof *d))) return NX_E_NOMEM;
+  d->tm.deadline = deadline;
+  d->tm.kind = NX_TM_DEADLINE;
+  d->tm.idx = NX_TIMER_NONE;
+  d->task = t;
+  d->state = NX_DL_PENDING;
+  if (nx_heap_push(&rt->heap, &d->tm) != 0) {
+    d->prev = rt->dlfree;
+    rt->dlfree = d;
+    return NX_E_NOMEM;
+  }
+  d->prev = t->dl;
+  t->dl = d;
+  return (int)++t->ndl;
+}
+
+static nx_deadline *nx_dl_at(nx_task *t, int level) {
+  nx_deadline *d = t->dl;
+  for (uint32_t n = t->ndl; d && n > (uint32_t)level; n--) d = d->prev;
+  return d;
+}
+
+int nx_dl_state(nx_rt *rt, int level) {
+  nx_task *t = rt->cur;
+  if (!t || level < 1 || (uint32_t)level > t->ndl) return NX_E_NOTASK;
+  return nx_dl_at(t, level)->state;
+}
+
+/* Pops `level` and every deeper one (an abandoned inner timeout). */
+static void nx_dl_pop_task(nx_rt *rt, nx_task *t, uint32_t level) {
+  while (t->ndl >= level && t->dl) {
+    nx_deadline *d = t->dl;
+    t->dl = d->prev;
+    t->ndl--;
+    nx_heap_remove(&rt->heap, &d->tm);
+    d->prev = rt->dlfree;
+    rt->dlfree = d;
+  }
+}
+
+void nx_dl_pop(nx_rt *rt, int level) {
+  if (rt->cur && level >= 1) nx_dl_pop_task(rt, rt->cur, (uint32_t)level);
+}
+
+static void nx_fire_deadline(nx_rt *rt, nx_deadline *d) {
+  nx_task *t = d->task;
+  if (t->state == NX_WAITING) {
+    nx_task_cancel_wait(rt, t);
+    d->state = NX_DL_CANCELLED;
+    t->state = NX_WAITING;   /* so the wake below is not stale */
+    nx_task_wake(rt, t, NX_WAKE_TIMEOUT);
+  } else {
+    d->state = NX_DL_EXPIRED;   /* its wait already completed: keep the result */
+  }
+}
+
+static void nx_fire_timers(nx_rt *rt, double now) {
+  nx_timer *tm;
+  while ((tm = nx_heap_top(&rt->heap)) && tm->deadline <= now) {
+    nx_heap_remove(&rt->heap, tm);
+    rt->st.timers_fired++;
+    if (tm->kind == NX_TM_SLEEP) {
+      nx_task *t = (nx_task *)tm;
+      t->cancel = NULL;
+      nx_task_wake(rt, t, NX_WAKE_OK);
+    } else {
+      nx_fire_deadline(rt, (nx_deadline *)tm);
+    }
+  }
+}
+
+/* ---- ending tasks ---- */
+
+static void nx_report(nx_rt *rt, lua_State *L, nx_task *t) {
+  lua_State *co = t->co;
+  const char *msg = lua_tostring(co, -2);
+  const char *tb = lua_tostring(co, -1);
+  (void)rt;
+  (void)L;
+  fprintf(stderr, "nexus: error in task %llu: %s\n%s\n", (unsigned long long)t->id,
+          msg ? msg : luaL_typename(co, -2), tb ? tb : "");
+  fflush(stderr);
+}
+
+/* Leaves [err, traceback] on top of the dead coroutine's stack. */
+static void nx_capture_error(lua_State *L, nx_task *t) {
+  lua_State *co = t->co;
+  const char *msg = lua_tostring(co, -1);
+  if (lua_isnil(co, -1)) {
+    lua_pop(co, 1);
+    lua_pushliteral(co, "(error object is a nil value)");
+    msg = lua_tostring(co, -1);
+  }
+  luaL_traceback(L, co, msg ? msg : "(error object is not a string)", 0);
+  lua_xmove(L, co, 1);
+}
+
+static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
+  nx_dl_pop_task(rt, t, 1);
+  t->state = NX_DONE;
+  t->cancel = NULL;
+  rt->alive--;
+  if (t->joiner) {
+    nx_task *j = t->joiner;
+    t->joiner = NULL;
+    nx_task_wake(rt, j, NX_WAKE_OK);
+  }
+  if (t->nhandles == 0 && !(t->flags & NX_F_FATAL)) nx_task_release(rt, L, t);
+}
+
+void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int status) {
+  if (status == 0) {
+    t->end = NX_END_OK;
+  } else {
+    t->end = NX_END_ERROR;
+    rt->st.errors++;
+    nx_capture_error(L, t);
+    if (!t->joiner && !(t->flags & NX_F_ROOT)) {
+      if (rt->report_errors) {
+        nx_report(rt, L, t);
+        t->flags |= NX_F_REPORTED;
+      } else if (!rt->fatal) {
+        t->flags |= NX_F_FATAL;     /* kept until block_on raises it */
+        rt->fatal = t;
+      }
+    }
+  }
+  nx_end_common(rt, L, t);
+}
+
+int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (t->state == NX_DONE || t->state == NX_FREE) return 0;
+  if (t == rt->cur) {            /* ends when it next yields */
+    t->flags |= NX_F_ABORTED;
+    return 1;
+  }
+  nx_task_cancel_wait(rt, t);
+  t->end = NX_END_ABORTED;
+  /* Nothing of it runs again: drop the coroutine now. */
+  nx_tasks_set_nil(rt, L, t->slot);
+  t->co = NULL;
+  nx_end_common(rt, L, t);
+  return 1;
+}
+
+void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
+  lua_settop(t->co, 0);
+  if (t->flags & NX_F_ABORTED) {
+    t->state = NX_RUNNING;
+    rt->cur = NULL;
+    nx_task_abort(rt, L, t);
+    return;
+  }
+  /* A yield with no wait registered (nexus.yield or a bare
+   * coroutine.yield) goes to the back of the queue. */
+  if (t->state == NX_RUNNING) nx_task_ready(rt, t);
+}
+
+/* ---- the loop ---- */
+
+static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
+  lua_State *co = t->co;
+  int nargs = t->nargs;
+  t->nargs = 0;
+  t->state = NX_RUNNING;
+  rt->cur = t;
+  rt->st.resumes++;
+  int status = lua_resume(co, nargs);
+  rt->cur = NULL;
+  if (status == LUA_YIELD) {
+    nx_task_after_yield(rt, L, t);
+  } else if (t->flags & NX_F_ABORTED) {
+    nx_task_abort(rt, L, t);     /* aborted itself, then ended: it was aborted */
+  } else {
+    nx_task_finish(rt, L, t, status);
+  }
+}
+
+static void nx_run_batch(nx_rt *rt, lua_State *L) {
+  for (uint32_t n = 0; n < rt->tasks_per_cycle; n++) {
+    nx_task *t = nx_q_pop(rt);
+    if (!t) return;
+    nx_resume(rt, L, t);
+    if (rt->fatal) return;
+  }
+}
+
+/* Parks in the loop until I/O or the earliest timer; 0 if nothing can
+ * ever wake it (deadlock). */
+static int nx_park(nx_rt *rt) {
+  nx_timer *top = nx_heap_top(&rt->heap);
+  if (top) {
+    double ms = ceil((top->deadline - nx_now()) * 1000.0);
+    uv_update_time(&rt->loop);
+    uv_timer_start(&rt->timer, nx_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
+  } else {
+    uv_timer_stop(&rt->timer);
+    if (!uv_loop_alive(&rt->loop)) return 0;
+  }
+  rt->st.parks++;
+  uv_run(&rt->loop, rt->busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+  return 1;
+}
+
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
+  uint32_t ticks = 0;
+  for (;;) {
+    nx_run_batch(rt, L);
+    if (rt->fatal) return NX_STOP_FATAL;
+    if (root->state == NX_DONE && (!all || rt->alive == 0)) return NX_STOP_DONE;
+    double now = nx_now();
+    rt->event_time = now;
+    rt->st.cycles++;
+    nx_fire_timers(rt, now);
+    if (rt->qn) {
+      if (++ticks >= rt->event_interval) {
+        ticks = 0;
+        rt->st.polls++;
+        uv_run(&rt->loop, UV_RUN_NOWAIT);
+      }
+      continue;
+    }
+    ticks = 0;
+    if (!nx_park(rt)) return NX_STOP_DEADLOCK;
+  }
+}
+
+/* ---- closing ---- */
+
+void nx_rt_close(nx_rt *rt, lua_State *L) {
+  if (rt->closed) return;
+  rt->closed = 1;
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    nx_task *t = nx_slot(rt, s);
+    if (t->state != NX_FREE && t->state != NX_DONE) nx_task_abort(rt, L, t);
+  }
+  if (rt->fatal) {
+    nx_task *t = rt->fatal;
+    rt->fatal = NULL;
+    t->flags &= ~NX_F_FATAL;
+    if (t->nhandles == 0 && t->state == NX_DONE) nx_task_release(rt, L, t);
+  }
+  uv_close((uv_handle_t *)&rt->timer, NULL);
+  uv_run(&rt->loop, UV_RUN_DEFAULT);
+  uv_loop_close(&rt->loop);
+  nx_heap_free(&rt->heap);
+}
+
+void nx_rt_unref(nx_rt *rt, lua_State *L) {
+  if (--rt->refs > 0) return;
+  nx_rt_close(rt, L);
+  if (rt->tasks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
+  free(rt->pages);
+  free(rt->freev);
+  free(rt->q);
+  while (rt->dlfree) {
+    nx_deadline *d = rt->dlfree;
+    rt->dlfree = d->prev;
+    free(d);
+  }
+  free(rt);
+}

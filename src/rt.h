@@ -1,0 +1,124 @@
+/* rt.h - the runtime: task table, ready queue, executor loop.
+ *
+ * A task is a Lua coroutine plus this C record. It waits on exactly one
+ * thing at a time: the wait is registered here (cancel callback + object)
+ * before the coroutine yields, and released through that one callback by
+ * a wake, an abort or a timeout. A wake of a task that is no longer
+ * waiting is stale and ignored.
+ */
+#ifndef NX_RT_H
+#define NX_RT_H
+
+#include <stdint.h>
+#include <uv.h>
+#include <lua.h>
+
+#include "timer.h"
+
+typedef struct nx_task nx_task;
+typedef struct nx_rt nx_rt;
+typedef struct nx_deadline nx_deadline;
+typedef void (*nx_cancel_fn)(nx_rt *rt, nx_task *t);
+
+enum { NX_FREE, NX_READY, NX_RUNNING, NX_WAITING, NX_DONE };          /* state */
+enum { NX_END_OK, NX_END_ERROR, NX_END_ABORTED };                       /* end */
+enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer kind */
+enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
+enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1, NX_WAKE_CLOSED = 2 };       /* wake code */
+
+/* Status codes of the FFI entry points; < 0 are programming errors. */
+enum {
+  NX_OK = 0,
+  NX_E_NOTASK = -1,     /* not inside a nexus task */
+  NX_E_NOMEM = -2,
+  NX_E_NOWAIT = -3      /* suspending is forbidden here (with_world) */
+};
+
+/* task flags */
+#define NX_F_ROOT     0x01u   /* block_on's root: its end is observed */
+#define NX_F_ABORTED  0x02u   /* abort requested while it was running */
+#define NX_F_REPORTED 0x04u   /* error printed under on_task_error("report") */
+#define NX_F_FATAL    0x08u   /* error stopped the runtime */
+
+struct nx_deadline {            /* one level of nexus.timeout in a task */
+  nx_timer tm;                  /* first: the heap hands back nx_timer* */
+  nx_task *task;
+  nx_deadline *prev;            /* next outer level */
+  uint8_t state;
+};
+
+struct nx_task {
+  nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP */
+  lua_State *co;                /* anchored at rt tasks table [slot] */
+  uint64_t id;
+  uint32_t slot, gen;           /* gen bumps when the slot is reused */
+  uint32_t qseq;                /* bumps on each push: stale queue entries */
+  uint32_t nhandles;            /* live Lua handles (+ holds) */
+  uint8_t state, end, flags;
+  int8_t wake;                  /* how the last wait ended */
+  int nargs;                    /* arguments for the first resume */
+  nx_cancel_fn cancel;          /* releases the current wait, or NULL */
+  void *wobj;                   /* what it waits on */
+  nx_task *wnext, *wprev;       /* links in that object's wait queue */
+  nx_task *joiner;              /* the one task waiting in join/result */
+  nx_deadline *dl;              /* innermost timeout level */
+  uint32_t ndl;
+};
+
+typedef struct nx_qent { nx_task *t; uint32_t seq; } nx_qent;
+
+#define NX_PAGE_BITS 8
+#define NX_PAGE_SIZE (1u << NX_PAGE_BITS)
+
+struct nx_rt {
+  uv_loop_t loop;
+  uv_timer_t timer;             /* armed for the heap top when parking */
+  nx_heap heap;
+  nx_task **pages;              /* task records in stable pages */
+  uint32_t npages, nslots;
+  uint32_t *freev, nfree;       /* free slots (stack) */
+  nx_qent *q;                   /* ready ring, power-of-two capacity */
+  uint32_t qhead, qn, qcap;
+  nx_task *cur;                 /* running task */
+  nx_task *fatal;               /* unobserved error that stops the runtime */
+  nx_deadline *dlfree;
+  int tasks_ref;                /* registry ref: table slot -> coroutine */
+  int refs;                     /* rt userdata + live handles */
+  uint32_t tasks_per_cycle, event_interval;
+  uint8_t report_errors, closed, driving, busy;
+  double event_time;
+  uint32_t alive;
+  uint64_t next_id;
+  struct {
+    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors;
+  } st;
+  void *world;                  /* stored for the World issue */
+};
+
+extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
+
+nx_rt *nx_rt_new(void);
+void nx_rt_unref(nx_rt *rt, lua_State *L);       /* frees at zero refs */
+void nx_rt_close(nx_rt *rt, lua_State *L);
+
+nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
+void nx_task_ready(nx_rt *rt, nx_task *t);
+void nx_task_wake(nx_rt *rt, nx_task *t, int code);
+void nx_task_cancel_wait(nx_rt *rt, nx_task *t);
+int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t);
+void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t);
+void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
+void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int status);
+
+/* Executor: stop when root is done (and, if all, every task is). */
+enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK };
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all);
+
+/* Waits of the current task; each returns an NX_ status. */
+int nx_wait_sleep(nx_rt *rt, double deadline);
+int nx_wait_join(nx_rt *rt, nx_task *target);
+int nx_dl_push(nx_rt *rt, double deadline);
+int nx_dl_state(nx_rt *rt, int level);
+void nx_dl_pop(nx_rt *rt, int level);
+
+#endif
