@@ -23,6 +23,7 @@ local workloads = {
       ["cqueues"] = "cqueues (wrap + condition)",
       ["nexus"] = "nexus (luajit + require)",
       ["nexus-cmd"] = "nexus (nexus command)",
+      ["nexus-shared"] = "nexus, one shared task function",
     },
   },
   sleepers = {
@@ -93,6 +94,7 @@ local function targets(w, med)
   end
   check("nexus")
   check("nexus-cmd")
+  if w == "spawn" then check("nexus-shared") end
   return out
 end
 
