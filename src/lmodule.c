@@ -29,7 +29,20 @@ static int nx_error(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
-typedef struct nx_handle { nx_rt *rt; nx_task *t; uint32_t gen; } nx_handle;
+/* A task handle. join/result consume it (as ngx.thread.wait and
+ * fiber:join do): the outcome is handed over, the task's slot goes back,
+ * and the handle switches to a metatable without __gc, so a joined handle
+ * costs the collector no finalizer. Until then it holds the task's record
+ * (nhandles) and the runtime (refs). */
+typedef struct nx_handle {
+  nx_rt *rt;          /* NULL once consumed */
+  nx_task *t;         /* NULL once consumed */
+  uint64_t id;
+  uint8_t end;        /* outcome, once consumed */
+} nx_handle;
+
+#define NX_UV_TASK_MT lua_upvalueindex(1)      /* live handles */
+#define NX_UV_DONE_MT lua_upvalueindex(2)      /* consumed handles */
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
 
 /* ---- FFI entry points: act on the running task of the current runtime ---- */
@@ -141,17 +154,42 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   nx_handle *h = lua_newuserdata(L, sizeof *h);
   h->rt = rt;
   h->t = t;
-  h->gen = t->gen;
+  h->id = t->id;
+  h->end = 0;
   t->nhandles++;
   rt->refs++;
-  luaL_getmetatable(L, NX_TASK_MT);
+  lua_pushvalue(L, NX_UV_TASK_MT);
   lua_setmetatable(L, -2);
 }
 
+/* Type check by metatable identity: no registry lookup by name. */
+static nx_handle *nx_test_handle(lua_State *L, int idx) {
+  if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
+  int ok = lua_rawequal(L, -1, NX_UV_TASK_MT) || lua_rawequal(L, -1, NX_UV_DONE_MT);
+  lua_pop(L, 1);
+  return ok ? lua_touserdata(L, idx) : NULL;
+}
+
 static nx_handle *nx_check_handle(lua_State *L, int idx, const char *fname) {
-  nx_handle *h = luaL_testudata(L, idx, NX_TASK_MT);
-  if (!h || !h->t) nx_error(L, "%s: expected a task handle, got %s", fname, luaL_typename(L, idx));
+  nx_handle *h = nx_test_handle(L, idx);
+  if (!h) nx_error(L, "%s: expected a task handle, got %s", fname, luaL_typename(L, idx));
   return h;
+}
+
+static int nx_handle_done(const nx_handle *h) { return !h->t || h->t->state == NX_DONE; }
+static int nx_handle_end(const nx_handle *h) { return h->t ? h->t->end : h->end; }
+
+/* Hands the record back: the slot may be reused, the runtime freed. */
+static void nx_consume(lua_State *L, int idx, nx_handle *h) {
+  nx_task *t = h->t;
+  nx_rt *rt = h->rt;
+  h->end = t->end;
+  h->t = NULL;
+  h->rt = NULL;
+  nx_task_unhold(rt, L, t);
+  nx_rt_unref(rt, L);
+  lua_pushvalue(L, NX_UV_DONE_MT);
+  lua_setmetatable(L, idx);
 }
 
 /* Creates a ready task running the function at fidx with the values above
@@ -195,6 +233,7 @@ static int l_h_gc(lua_State *L) {
     nx_task *t = h->t;
     nx_rt *rt = h->rt;
     h->t = NULL;
+    h->rt = NULL;
     nx_task_unhold(rt, L, t);
     nx_rt_unref(rt, L);
   }
@@ -203,18 +242,22 @@ static int l_h_gc(lua_State *L) {
 
 static int l_h_id(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:id");
-  lua_pushnumber(L, (lua_Number)h->t->id);
+  lua_pushnumber(L, (lua_Number)h->id);
   return 1;
 }
 
 static int l_h_finished(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:is_finished");
-  lua_pushboolean(L, h->t->state == NX_DONE);
+  lua_pushboolean(L, nx_handle_done(h));
   return 1;
 }
 
 static int l_h_abort(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:abort");
+  if (!h->t) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
   int self = h->t == h->rt->cur;
   lua_pushboolean(L, nx_task_abort(h->rt, L, h->t));
   lua_pushboolean(L, self);
@@ -225,30 +268,28 @@ static const char *const nx_state_names[] = { "free", "ready", "running", "waiti
 
 static int l_h_tostring(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:__tostring");
-  const char *st = nx_state_names[h->t->state];
-  if (h->t->state == NX_DONE)
-    st = h->t->end == NX_END_OK ? "finished" : h->t->end == NX_END_ERROR ? "failed" : "aborted";
-  lua_pushfstring(L, "nexus.task(%d, %s)", (int)h->t->id, st);
+  const char *st;
+  if (nx_handle_done(h)) {
+    int e = nx_handle_end(h);
+    st = e == NX_END_OK ? "finished" : e == NX_END_ERROR ? "failed" : "aborted";
+  } else {
+    st = nx_state_names[h->t->state];
+  }
+  lua_pushfstring(L, "nexus.task(%d, %s)", (int)h->id, st);
   return 1;
 }
 
 static int l_h_eq(lua_State *L) {
-  nx_handle *a = luaL_testudata(L, 1, NX_TASK_MT), *b = luaL_testudata(L, 2, NX_TASK_MT);
-  lua_pushboolean(L, a && b && a->t == b->t && a->gen == b->gen);
+  nx_handle *a = nx_test_handle(L, 1), *b = nx_test_handle(L, 2);
+  lua_pushboolean(L, a && b && a->id == b->id);
   return 1;
 }
 
-/* core.join_begin(h, fname) -> true when finished, false when the current
- * task is now registered as its waiter (the caller then yields). */
-static int l_join_begin(lua_State *L) {
-  const char *fname = luaL_optstring(L, 2, "handle:join");
-  nx_handle *h = nx_check_handle(L, 1, fname);
+/* The current task becomes the waiter of h's unfinished task; returns
+ * the wait sentinel (core.WAIT): the Lua wrapper yields, then calls again. */
+static int nx_join_wait(lua_State *L, nx_handle *h, const char *fname) {
   nx_rt *rt = h->rt;
   nx_task *t = h->t;
-  if (t->state == NX_DONE) {
-    lua_pushboolean(L, 1);
-    return 1;
-  }
   if (nx_cur_rt != rt || !rt->cur) {
     if (nx_cur_rt && nx_cur_rt->cur)
       return nx_error(L, "%s: the task belongs to another runtime", fname);
@@ -256,50 +297,56 @@ static int l_join_begin(lua_State *L) {
   }
   if (t == rt->cur) return nx_error(L, "%s: a task cannot join itself", fname);
   if (t->joiner) return nx_error(L, "%s: task %d is already being joined by another task", fname, (int)t->id);
-  int rc = nx_wait_join(rt, t);
-  if (rc != NX_OK) return nx_error(L, "%s: cannot wait here", fname);
-  lua_pushboolean(L, 0);
+  if (nx_wait_join(rt, t) != NX_OK) return nx_error(L, "%s: cannot wait here", fname);
+  lua_pushlightuserdata(L, (void *)&nx_api_table);
   return 1;
 }
 
-/* Pushes a finished task's outcome. pcall_style: true, ... | false, err;
- * otherwise the values, or raises the error. */
-static int nx_push_outcome(lua_State *L, nx_task *t, int pcall_style) {
-  if (t->end == NX_END_ABORTED) {
-    if (!pcall_style) return nx_error(L, "aborted");
-    lua_pushboolean(L, 0);
-    lua_pushliteral(L, "aborted");
-    return 2;
-  }
+/* Pushes a finished task's results (no status). */
+static int nx_push_results(lua_State *L, nx_task *t) {
   lua_State *co = t->co;
-  if (t->end == NX_END_ERROR) {
-    if (pcall_style) lua_pushboolean(L, 0);
-    lua_pushvalue(co, -2);
-    lua_xmove(co, L, 1);
-    if (!pcall_style) return lua_error(L);
-    return 2;
-  }
   int n = lua_gettop(co);
   luaL_checkstack(L, n + 1, "too many results");
-  if (pcall_style) lua_pushboolean(L, 1);
   lua_checkstack(co, n);
   for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
   lua_xmove(co, L, n);
-  return n + pcall_style;
+  return n;
 }
 
-static int l_join_end(lua_State *L) {
-  nx_handle *h = nx_check_handle(L, 1, "handle:join");
-  if (h->t->state != NX_DONE) return nx_error(L, "handle:join: task has not finished");
-  return nx_push_outcome(L, h->t, lua_toboolean(L, 2));
-}
+/* core.join_end(h, pcall_style): consumes the handle of a finished task.
+ * pcall_style: true, ... | false, err, traceback; else the values, or
+ * raises the task's error value. */
+static int nx_join_wait(lua_State *L, nx_handle *h, const char *fname);
 
-static int l_h_traceback(lua_State *L) {
-  nx_handle *h = nx_check_handle(L, 1, "handle:traceback");
-  if (h->t->state != NX_DONE || h->t->end != NX_END_ERROR) return 0;
-  lua_pushvalue(h->t->co, -1);
-  lua_xmove(h->t->co, L, 1);
-  return 1;
+static int l_join(lua_State *L) {
+  int pcall_style = lua_toboolean(L, 2);
+  const char *fname = pcall_style ? "handle:result" : "handle:join";
+  nx_handle *h = nx_check_handle(L, 1, fname);
+  nx_task *t = h->t;
+  if (!t) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (t->state != NX_DONE) return nx_join_wait(L, h, fname);
+  lua_settop(L, 1);
+  int n;
+  if (t->end == NX_END_OK) {
+    if (pcall_style) lua_pushboolean(L, 1);
+    n = nx_push_results(L, t) + pcall_style;
+  } else if (t->end == NX_END_ERROR) {
+    if (pcall_style) lua_pushboolean(L, 0);
+    lua_pushvalue(t->co, -2);
+    lua_pushvalue(t->co, -2);
+    lua_xmove(t->co, L, 2);
+    n = 2 + pcall_style;
+  } else {
+    if (pcall_style) lua_pushboolean(L, 0);
+    lua_pushliteral(L, "aborted");
+    n = 1 + pcall_style;
+  }
+  nx_consume(L, 1, h);
+  if (!pcall_style && t->end != NX_END_OK) {
+    if (h->end == NX_END_ERROR) lua_pop(L, 1);   /* the error value, not the traceback */
+    return lua_error(L);
+  }
+  return n;
 }
 
 /* ---- driving ---- */
@@ -343,7 +390,7 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     nx_task_unhold(rt, L, root);
     return nx_error(L, "%s: the root task was aborted", fname);
   }
-  n = nx_push_outcome(L, root, 0);
+  n = nx_push_results(L, root);
   nx_task_unhold(rt, L, root);
   return n;
 }
@@ -429,12 +476,12 @@ static const luaL_Reg nx_rt_methods[] = {
 };
 
 static const luaL_Reg nx_task_methods[] = {
-  {"id", l_h_id}, {"is_finished", l_h_finished}, {"traceback", l_h_traceback}, {NULL, NULL},
+  {"id", l_h_id}, {"is_finished", l_h_finished}, {NULL, NULL},
 };
 
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
-  {"join_begin", l_join_begin}, {"join_end", l_join_end}, {"abort", l_h_abort},
+  {"join", l_join}, {"abort", l_h_abort},
   {NULL, NULL},
 };
 
@@ -447,26 +494,47 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
-  luaL_newmetatable(L, NX_TASK_MT);
+  /* Task handle metatables: live (with __gc) and consumed (without),
+   * sharing one method table. Every handle function gets both as
+   * upvalues for identity type checks. */
+  lua_newtable(L);                                   /* methods */
+  luaL_newmetatable(L, NX_TASK_MT);                  /* methods mt */
+  lua_newtable(L);                                   /* methods mt done */
+  for (int i = 0; i < 2; i++) {
+    int mt = lua_gettop(L) - i;
+    lua_pushvalue(L, -3);
+    lua_setfield(L, mt, "__index");
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_h_tostring, 2);
+    lua_setfield(L, mt, "__tostring");
+    lua_pushvalue(L, -2);
+    lua_pushvalue(L, -2);
+    lua_pushcclosure(L, l_h_eq, 2);
+    lua_setfield(L, mt, "__eq");
+  }
   lua_pushcfunction(L, l_h_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pushcfunction(L, l_h_tostring);
-  lua_setfield(L, -2, "__tostring");
-  lua_pushcfunction(L, l_h_eq);
-  lua_setfield(L, -2, "__eq");
-  lua_newtable(L);
-  luaL_register(L, NULL, nx_task_methods);
-  lua_setfield(L, -2, "__index");   /* nexus/task.lua adds the suspending methods */
+  lua_setfield(L, -3, "__gc");
+  lua_pushvalue(L, -3);                              /* methods */
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, nx_task_methods, 2);
   lua_pop(L, 1);
-
+  /* stack: methods, mt, mt_done */
   lua_newtable(L);
-  luaL_register(L, NULL, nx_funcs);
+  lua_pushvalue(L, -3);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, nx_funcs, 2);
+  lua_replace(L, -4);                                /* module replaces methods */
+  lua_setfield(L, -3, "task_done_mt");
+  lua_setfield(L, -2, "task_mt");
+
   lua_pushlightuserdata(L, (void *)&nx_api_table);
   lua_setfield(L, -2, "api");
+  lua_pushlightuserdata(L, (void *)&nx_api_table);   /* join's "must wait" */
+  lua_setfield(L, -2, "WAIT");
   luaL_getmetatable(L, NX_RT_MT);
   lua_setfield(L, -2, "runtime_mt");
-  luaL_getmetatable(L, NX_TASK_MT);
-  lua_setfield(L, -2, "task_mt");
   lua_pushstring(L, NEXUS_VERSION);
   lua_setfield(L, -2, "version");
   lua_pushstring(L, uv_version_string());

@@ -3,7 +3,7 @@ local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
 
-local cspawn, join_begin, join_end, cabort = core.spawn, core.join_begin, core.join_end, core.abort
+local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local api_in_task = api.in_task
 local no_task, check_yieldable = util.no_task, util.check_yieldable
@@ -17,25 +17,25 @@ function M.spawn(fn, ...)
   return cspawn(fn, ...)
 end
 
-local function wait_for(h, fname)
-  if not join_begin(h, fname) then
-    check_yieldable(fname)
-    yield()
-  end
-end
-
 local methods = core.task_mt.__index
 
--- (suspends) fn's results; re-raises fn's error.
-function methods.join(h)
-  wait_for(h, "handle:join")
-  return join_end(h, false)
+-- core.join hands over a finished task's outcome in one call, or makes
+-- the current task its waiter and returns WAIT: then yield and ask again.
+local function join_slow(h, fname, pcall_style, a, ...)
+  if a ~= WAIT then return a, ... end
+  check_yieldable(fname)
+  yield()
+  return cjoin(h, pcall_style)
 end
 
--- (suspends) true, ... | false, err
+-- (suspends) fn's results; re-raises fn's error. Consumes the handle.
+function methods.join(h)
+  return join_slow(h, "handle:join", false, cjoin(h, false))
+end
+
+-- (suspends) true, ... | false, err, traceback. Consumes the handle.
 function methods.result(h)
-  wait_for(h, "handle:result")
-  return join_end(h, true)
+  return join_slow(h, "handle:result", true, cjoin(h, true))
 end
 
 -- true if the task had not finished; it never runs again.
