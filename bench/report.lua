@@ -61,42 +61,6 @@ local workloads = {
   },
 }
 
--- Targets the issue states, checked against the nexus rows.
-local function targets(w, med)
-  local out = {}
-  local function check(impl)
-    local m = med[impl]
-    if not m then return end
-    if w == "spawn" then
-      local ref, luv, cq = med["coro-loop"], med["luv"], med["cqueues"]
-      if ref then
-        out[#out + 1] = string.format("%s: %.2fx the bare-coroutine loop (target <= 1.5x): %s",
-          impl, m / ref, m <= 1.5 * ref and "met" or "MISSED")
-      end
-      if luv then
-        out[#out + 1] = string.format("%s: %.2fx luv (target < 1): %s",
-          impl, m / luv, m < luv and "met" or "MISSED")
-      end
-      if cq then
-        out[#out + 1] = string.format("%s: %.2fx cqueues (target < 1): %s",
-          impl, m / cq, m < cq and "met" or "MISSED")
-      end
-    elseif w == "sleepers" then
-      local ref = med["c-libuv"]
-      if ref then
-        out[#out + 1] = string.format("%s: wall %.2fx the C libuv program (target <= 1.5x): %s",
-          impl, m / ref, m <= 1.5 * ref and "met" or "MISSED")
-      end
-    elseif w == "parked" then
-      out[#out + 1] = string.format("%s: %.0f bytes/task by RSS (target <= 700): %s",
-        impl, m, m <= 700 and "met" or "MISSED")
-    end
-  end
-  check("nexus")
-  check("nexus-cmd")
-  if w == "spawn" then check("nexus-shared") end
-  return out
-end
 
 local function median(xs)
   local t = {}
@@ -106,6 +70,59 @@ local function median(xs)
   if n == 0 then return nil end
   if n % 2 == 1 then return t[(n + 1) / 2] end
   return (t[n / 2] + t[n / 2 + 1]) / 2
+end
+
+-- Median of the per-round ratios vals[r] / ref[r]: rounds run the
+-- implementations back to back, so a burst of machine noise that slows one
+-- round slows both sides of its ratio.
+local function paired(vals, refs)
+  if not refs then return "-" end
+  local rs = {}
+  for r = 1, math.min(#vals, #refs) do rs[r] = vals[r] / refs[r] end
+  local m = median(rs)
+  return m and string.format("%.2fx", m) or "-"
+end
+
+-- Targets the issue states, checked against the nexus rows. A relative
+-- target is judged on both the ratio of medians and the paired ratio;
+-- when the two disagree the verdict is "unclear (noise)": rerun with more
+-- BENCH_RUNS.
+local function targets(w, d)
+  local out = {}
+  local function ratios(impl, ref)
+    local a, b = d.rows[impl], d.rows[ref]
+    if not (a and b and a.med and b.med) then return nil end
+    local rs = {}
+    for r = 1, math.min(#a.vals, #b.vals) do rs[r] = a.vals[r] / b.vals[r] end
+    return a.med / b.med, median(rs)
+  end
+  local function rel(impl, ref, what, limit, strict)
+    local r1, r2 = ratios(impl, ref)
+    if not r1 then return end
+    local function ok(r) if strict then return r < limit end return r <= limit end
+    local verdict = ok(r1) and ok(r2) and "met"
+                 or (not ok(r1) and not ok(r2)) and "MISSED" or "unclear (noise)"
+    out[#out + 1] = string.format("%s: %.2fx %s, paired %.2fx (target %s %gx): %s",
+      impl, r1, what, r2, strict and "<" or "<=", limit, verdict)
+  end
+  local function check(impl)
+    local row = d.rows[impl]
+    if not (row and row.med) then return end
+    if w == "spawn" then
+      rel(impl, "coro-loop", "the bare-coroutine loop", 1.5)
+      rel(impl, "luv", "luv", 1, true)
+      rel(impl, "cqueues", "cqueues", 1, true)
+    elseif w == "sleepers" then
+      rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
+    elseif w == "parked" then
+      out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
+        impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
+    end
+  end
+  check("nexus")
+  check("nexus-cmd")
+  if w == "spawn" then check("nexus-shared") end
+  return out
 end
 
 local function max(xs)
@@ -154,14 +171,17 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     local med, n = {}, nil
     for _, impl in ipairs(d.order) do
       local row = d.rows[impl]
-      local xs = {}
-      for i, r in ipairs(row.runs) do xs[i] = r[spec.metric]; n = n or r.n end
-      row.vals = xs
-      med[impl] = median(xs)
+      local xs, lua = {}, {}
+      for i, r in ipairs(row.runs) do
+        xs[i] = r[spec.metric]; lua[i] = r.lua_per_task; n = n or r.n
+      end
+      row.vals, row.lua = xs, lua
+      row.med = median(xs)
+      med[impl] = row.med
     end
     local ref = med[spec.ref]
 
-    local head = { "implementation", "median " .. spec.unit, "ratio" }
+    local head = { "implementation", "median " .. spec.unit, "ratio", "paired ratio" }
     for _, e in ipairs(spec.extra) do head[#head + 1] = e.head end
     head[#head + 1] = "runs (" .. spec.unit .. ")"
 
@@ -178,6 +198,7 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
         local m = med[impl]
         cells = { label, string.format(spec.fmt, m),
                   ref and string.format("%.2fx", m / ref) or "-" }
+        cells[#cells + 1] = paired(row.vals, d.rows[spec.ref] and d.rows[spec.ref].vals)
         for _, e in ipairs(spec.extra) do
           local xs = {}
           for i, r in ipairs(row.runs) do xs[i] = r[e.key] end
@@ -212,7 +233,7 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     end
     emit(line(head))
     for _, r in ipairs(rows) do emit(line(r)) end
-    local tg = targets(w, med)
+    local tg = targets(w, d)
     for _, t in ipairs(tg) do emit("  target: " .. t) end
 
     -- markdown
