@@ -233,6 +233,24 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     end
     emit(line(head))
     for _, r in ipairs(rows) do emit(line(r)) end
+    -- medians of the extra fields a script reports beyond the table's
+    local shown = { [spec.metric] = true, n = true }
+    for _, e in ipairs(spec.extra) do shown[e.key] = true end
+    local also = {}
+    for _, impl in ipairs(d.order) do
+      local row, keys, parts = d.rows[impl], {}, {}
+      for _, r in ipairs(row.runs) do
+        for k in pairs(r) do if not shown[k] and not keys[k] then keys[k] = true; keys[#keys + 1] = k end end
+      end
+      table.sort(keys)
+      for _, k in ipairs(keys) do
+        local xs = {}
+        for _, r in ipairs(row.runs) do xs[#xs + 1] = r[k] end
+        parts[#parts + 1] = string.format("%s=%.4g", k, median(xs))
+      end
+      if #parts > 0 then also[#also + 1] = impl .. ": " .. table.concat(parts, " ") end
+    end
+    for _, a in ipairs(also) do emit("  also (medians): " .. a) end
     local tg = targets(w, d)
     for _, t in ipairs(tg) do emit("  target: " .. t) end
 
@@ -250,7 +268,8 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     end
     md[#md + 1] = ""
     for _, t in ipairs(tg) do md[#md + 1] = "- target: " .. t end
-    if #tg > 0 then md[#md + 1] = "" end
+    for _, a in ipairs(also) do md[#md + 1] = "- also (medians): " .. a end
+    if #tg + #also > 0 then md[#md + 1] = "" end
   end
 end
 
