@@ -136,7 +136,7 @@ static int l_rt_stats(lua_State *L) {
   NX_STAT("spawned", rt->st.spawned);
   NX_STAT("resumes", rt->st.resumes);
   NX_STAT("cycles", rt->st.cycles);
-  NX_STAT("timers", rt->heap.n);
+  NX_STAT("timers", nx_heap_live(&rt->heap));
   NX_STAT("timers_fired", rt->st.timers_fired);
   NX_STAT("io_polls", rt->st.polls);
   NX_STAT("parks", rt->st.parks);
@@ -203,7 +203,8 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   lua_rawseti(L, -2, (int)t->slot + 1);
   lua_pop(L, 1);
   t->co = co;
-  t->nargs = nargs;
+  if (nargs > 65535) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
+  t->nargs = (uint16_t)nargs;
   lua_xmove(L, co, nargs + 1);
   nx_task_ready(rt, t);
   return t;

@@ -57,7 +57,6 @@ static int nx_grow_slots(nx_rt *rt) {
   /* Push in reverse so low slots are handed out first (dense Lua array). */
   for (uint32_t i = NX_PAGE_SIZE; i-- > 0;) {
     page[i].slot = rt->nslots + i;
-    page[i].tm.idx = NX_TIMER_NONE;
     rt->freev[rt->nfree++] = rt->nslots + i;
   }
   rt->nslots += NX_PAGE_SIZE;
@@ -79,7 +78,6 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
   t->nargs = 0;
   t->cancel = NULL;
   t->wobj = NULL;
-  t->wnext = t->wprev = NULL;
   t->joiner = NULL;
   t->dl = NULL;
   t->ndl = 0;
@@ -100,7 +98,6 @@ static void nx_task_release(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->co) nx_tasks_set_nil(rt, L, t->slot);
   t->co = NULL;
   t->state = NX_FREE;
-  t->gen++;
   rt->freev[rt->nfree++] = t->slot;
 }
 
@@ -132,7 +129,7 @@ void nx_task_ready(nx_rt *rt, nx_task *t) {
   }
   t->state = NX_READY;
   nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
-  e->t = t;
+  e->slot = t->slot;
   e->seq = ++t->qseq;
 }
 
@@ -141,7 +138,8 @@ static nx_task *nx_q_pop(nx_rt *rt) {
     nx_qent e = rt->q[rt->qhead];
     rt->qhead = (rt->qhead + 1) & (rt->qcap - 1);
     rt->qn--;
-    if (e.t->qseq == e.seq && e.t->state == NX_READY) return e.t;
+    nx_task *t = nx_slot(rt, e.slot);
+    if (t->qseq == e.seq && t->state == NX_READY) return t;
   }
   return NULL;
 }
@@ -167,7 +165,7 @@ void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
   else if (t->state == NX_READY) t->qseq++;   /* drop its queue entry */
 }
 
-static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_heap_remove(&rt->heap, &t->tm); }
+static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_timer_disarm(&rt->heap, &t->tm); }
 
 static nx_task *nx_waiter(nx_rt *rt) {
   nx_task *t = rt->cur;
@@ -177,9 +175,8 @@ static nx_task *nx_waiter(nx_rt *rt) {
 int nx_wait_sleep(nx_rt *rt, double deadline) {
   nx_task *t = nx_waiter(rt);
   if (!t) return NX_E_NOTASK;
-  t->tm.deadline = deadline;
   t->tm.kind = NX_TM_SLEEP;
-  if (nx_heap_push(&rt->heap, &t->tm) != 0) return NX_E_NOMEM;
+  if (nx_timer_arm(&rt->heap, &t->tm, deadline) != 0) return NX_E_NOMEM;
   t->cancel = nx_sleep_cancel;
   t->state = NX_WAITING;
   return NX_OK;
@@ -209,12 +206,11 @@ int nx_dl_push(nx_rt *rt, double deadline) {
   nx_deadline *d = rt->dlfree;
   if (d) rt->dlfree = d->prev;
   else if (!(d = malloc(sizeof *d))) return NX_E_NOMEM;
-  d->tm.deadline = deadline;
   d->tm.kind = NX_TM_DEADLINE;
-  d->tm.idx = NX_TIMER_NONE;
+  d->tm.armed = 0;
   d->task = t;
   d->state = NX_DL_PENDING;
-  if (nx_heap_push(&rt->heap, &d->tm) != 0) {
+  if (nx_timer_arm(&rt->heap, &d->tm, deadline) != 0) {
     d->prev = rt->dlfree;
     rt->dlfree = d;
     return NX_E_NOMEM;
@@ -242,7 +238,7 @@ static void nx_dl_pop_task(nx_rt *rt, nx_task *t, uint32_t level) {
     nx_deadline *d = t->dl;
     t->dl = d->prev;
     t->ndl--;
-    nx_heap_remove(&rt->heap, &d->tm);
+    nx_timer_disarm(&rt->heap, &d->tm);
     d->prev = rt->dlfree;
     rt->dlfree = d;
   }
@@ -266,8 +262,7 @@ static void nx_fire_deadline(nx_rt *rt, nx_deadline *d) {
 
 static void nx_fire_timers(nx_rt *rt, double now) {
   nx_timer *tm;
-  while ((tm = nx_heap_top(&rt->heap)) && tm->deadline <= now) {
-    nx_heap_remove(&rt->heap, tm);
+  while ((tm = nx_heap_pop_due(&rt->heap, now))) {
     rt->st.timers_fired++;
     if (tm->kind == NX_TM_SLEEP) {
       nx_task *t = (nx_task *)tm;
@@ -398,9 +393,13 @@ static void nx_run_batch(nx_rt *rt, lua_State *L) {
 /* Parks in the loop until I/O or the earliest timer; 0 if nothing can
  * ever wake it (deadlock). */
 static int nx_park(nx_rt *rt) {
-  nx_timer *top = nx_heap_top(&rt->heap);
+  nx_timer *top = nx_heap_peek(&rt->heap);
   if (top) {
+    /* libuv timers count whole milliseconds from a cached loop time: round
+     * up, and the next cycle re-checks with a fresh clock, so a wake-up
+     * that comes early only re-arms; a timer never fires early. */
     double ms = ceil((top->deadline - nx_now()) * 1000.0);
+    if (ms > 1e12) ms = 1e12;                      /* sleep(math.huge) */
     uv_update_time(&rt->loop);
     uv_timer_start(&rt->timer, nx_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
   } else {

@@ -51,21 +51,21 @@ struct nx_task {
   nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP */
   lua_State *co;                /* anchored at rt tasks table [slot] */
   uint64_t id;
-  uint32_t slot, gen;           /* gen bumps when the slot is reused */
+  nx_cancel_fn cancel;          /* releases the current wait, or NULL */
+  void *wobj;                   /* what it waits on */
+  nx_task *joiner;              /* the one task waiting in join/result */
+  nx_deadline *dl;              /* innermost timeout level */
+  uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
   uint32_t nhandles;            /* live Lua handles (+ holds) */
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
-  int nargs;                    /* arguments for the first resume */
-  nx_cancel_fn cancel;          /* releases the current wait, or NULL */
-  void *wobj;                   /* what it waits on */
-  nx_task *wnext, *wprev;       /* links in that object's wait queue */
-  nx_task *joiner;              /* the one task waiting in join/result */
-  nx_deadline *dl;              /* innermost timeout level */
-  uint32_t ndl;
+  uint16_t nargs;               /* arguments for the first resume */
+  uint16_t ndl;                 /* timeout levels */
 };
 
-typedef struct nx_qent { nx_task *t; uint32_t seq; } nx_qent;
+/* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
+typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
 
 #define NX_PAGE_BITS 8
 #define NX_PAGE_SIZE (1u << NX_PAGE_BITS)
