@@ -14,6 +14,7 @@ local workloads = {
     title = "spawn/join: N trivial tasks alive at once, then joined in order",
     metric = "ns_per_task", unit = "ns/task", fmt = "%.1f",
     ref = "coro-loop",
+    hide = { total_ms = true },   -- ns_per_task times N
     extra = {},
     label = {
       ["coro-loop"] = "bare-coroutine loop (reference)",
@@ -236,6 +237,7 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     -- medians of the extra fields a script reports beyond the table's
     local shown = { [spec.metric] = true, n = true }
     for _, e in ipairs(spec.extra) do shown[e.key] = true end
+    for k in pairs(spec.hide or {}) do shown[k] = true end
     local also = {}
     for _, impl in ipairs(d.order) do
       local row, keys, parts = d.rows[impl], {}, {}
