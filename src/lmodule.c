@@ -38,6 +38,7 @@ typedef struct nx_handle {
   nx_rt *rt;          /* NULL once consumed */
   nx_task *t;         /* NULL once consumed */
   uint64_t id;
+  uint32_t rt_serial; /* with id, names the task across runtimes */
   uint8_t end;        /* outcome, once consumed */
 } nx_handle;
 
@@ -155,6 +156,7 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   h->rt = rt;
   h->t = t;
   h->id = t->id;
+  h->rt_serial = rt->serial;
   h->end = 0;
   t->nhandles++;
   rt->refs++;
@@ -282,7 +284,7 @@ static int l_h_tostring(lua_State *L) {
 
 static int l_h_eq(lua_State *L) {
   nx_handle *a = nx_test_handle(L, 1), *b = nx_test_handle(L, 2);
-  lua_pushboolean(L, a && b && a->id == b->id);
+  lua_pushboolean(L, a && b && a->id == b->id && a->rt_serial == b->rt_serial);
   return 1;
 }
 

@@ -10,6 +10,7 @@
 #include <lauxlib.h>
 
 _Thread_local nx_rt *nx_cur_rt;
+static _Thread_local uint32_t nx_rt_serial;
 
 static void nx_timer_cb(uv_timer_t *h) { (void)h; }   /* only wakes the loop */
 
@@ -27,6 +28,7 @@ nx_rt *nx_rt_new(void) {
   rt->tasks_per_cycle = 64;
   rt->event_interval = 61;
   rt->next_id = 1;
+  rt->serial = ++nx_rt_serial;
   rt->event_time = nx_now();
   return rt;
 fail_loop:

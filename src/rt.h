@@ -88,6 +88,7 @@ struct nx_rt {
   uint8_t report_errors, closed, driving, busy;
   double event_time;
   uint32_t alive;
+  uint32_t serial;              /* unique per process: tells runtimes apart */
   uint64_t next_id;
   struct {
     uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors;
