@@ -27,14 +27,18 @@ describe("runtime", function()
     end)
 
     it("raises the error of its function", function()
+      -- Each rt:close() comes right after the failed block_on: see the
+      -- "JIT-compiled code" case below for what happens otherwise.
       local rt = nexus.runtime.new()
       local ok, err = pcall(rt.block_on, rt, function()
         nexus.sleep(0.01)
         error("root-fn-error")
       end)
-      local obj = {}
-      local ok2, err2 = pcall(rt.block_on, rt, function() error(obj) end)
       rt:close()
+      local obj = {}
+      local rt2 = nexus.runtime.new()
+      local ok2, err2 = pcall(rt2.block_on, rt2, function() error(obj) end)
+      rt2:close()
       assert.is_false(ok)
       assert.is_truthy(tostring(err):find("root-fn-error", 1, true))
       assert.is_false(ok2)
@@ -155,6 +159,39 @@ describe("runtime", function()
       assert.are.equal("busy", r[1])
       assert.are.equal("child", r[2])
       assert.is_true(dt >= 0.03 and dt < 0.03 + LATE, "took " .. dt)
+    end)
+
+    it("the caller's JIT-compiled code keeps running after block_on raised a task's error", function()
+      -- A hot function with side exits (like busted's spec environment)
+      -- runs between the failed block_on and anything else: its trace
+      -- exits must find the caller's state, not the dead task's.
+      local r = isolated([[
+        local nexus = require "nexus"
+        local function lookup(t, key)
+          if not t then return nil end
+          return t.env and t.env[key] or lookup(t.parent, key) or _G[key]
+        end
+        local ctx = { env = {}, parent = { env = {}, parent = {} } }
+        local env = setmetatable({}, { __index = function(_, k) return lookup(ctx, k) end })
+        local hot = setfenv(function(n)
+          local s = 0
+          for i = 1, n do if type(i) == "number" then s = s + 1 end end
+          return s
+        end, env)
+        hot(1000)
+        local body = setfenv(function()
+          for round = 1, 20 do
+            local rt = nexus.runtime.new()
+            pcall(rt.block_on, rt, function() error("root error") end)
+            hot(300)
+            rt:close()
+          end
+        end, env)
+        body()
+        print("survived")
+      ]])
+      assert.are.equal(0, r.rc, "exit " .. tostring(r.rc) .. " (139 = SIGSEGV): " .. r.err)
+      assert.are.equal("survived\n", r.out)
     end)
   end)
 
