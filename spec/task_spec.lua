@@ -254,6 +254,25 @@ describe("tasks", function()
       assert.are.equal("aborted", err)
     end)
 
+    it("self-abort inside a timeout or a pcall still ends the whole task", function()
+      local ran = {}
+      local r1, r2 = nexus.run(function()
+        local a = nexus.spawn(function()
+          nexus.timeout(1, function() nexus.current():abort(); ran.in_timeout = true end)
+          ran.after_timeout = true
+        end)
+        local b = nexus.spawn(function()
+          pcall(function() nexus.current():abort(); ran.in_pcall = true end)
+          ran.after_pcall = true
+        end)
+        nexus.sleep(0.02)
+        return H.pack(a:result()), H.pack(b:result())
+      end)
+      assert.are.same({}, ran)
+      assert.are.same({ false, "aborted" }, { r1[1], r1[2] })
+      assert.are.same({ false, "aborted" }, { r2[1], r2[2] })
+    end)
+
     it("aborting a joiner frees the target for another join", function()
       local v = nexus.run(function()
         local target = nexus.spawn(function() nexus.sleep(0.03); return "target-done" end)
