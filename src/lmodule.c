@@ -29,11 +29,11 @@ static int nx_error(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
-/* A task handle. join/result consume it (as ngx.thread.wait and
- * fiber:join do): the outcome is handed over, the task's slot goes back,
- * and the handle switches to a metatable without __gc, so a joined handle
- * costs the collector no finalizer. Until then it holds the task's record
- * (nhandles) and the runtime (refs). */
+/* A task handle: one per task (the weak slot -> handle table finds it
+ * again for nexus.current()), with no finalizer. join/result consume it
+ * (as ngx.thread.wait and fiber:join do): the outcome is handed over and
+ * the task's slot can come back. Its environment is the runtime's env
+ * table, whose keeper userdata keeps the runtime's C struct alive. */
 typedef struct nx_handle {
   nx_rt *rt;          /* NULL once consumed */
   nx_task *t;         /* NULL once consumed */
@@ -42,8 +42,26 @@ typedef struct nx_handle {
   uint8_t end;        /* outcome, once consumed */
 } nx_handle;
 
-#define NX_UV_TASK_MT lua_upvalueindex(1)      /* live handles */
-#define NX_UV_DONE_MT lua_upvalueindex(2)      /* consumed handles */
+#define NX_UV_TASK_MT lua_upvalueindex(1)      /* the handle metatable */
+#define NX_UV_TASK_MAIN lua_upvalueindex(2)    /* runs a task's function */
+
+/* The body of every task coroutine: fn under xpcall, the traceback taken
+ * at the error (see nx_task_unwrap). */
+static const char nx_task_main_src[] =
+  "local xpcall, traceback, type, tostring, getmetatable = "
+  "  xpcall, debug.traceback, type, tostring, getmetatable\n"
+  "local function handler(e)\n"
+  "  local msg = e\n"
+  "  if e == nil then e = '(error object is a nil value)'; msg = e\n"
+  "  elseif type(e) ~= 'string' then\n"
+  "    local mt = getmetatable(e)\n"
+  "    msg = (mt and mt.__tostring) and tostring(e)\n"
+  "      or '(error object is a ' .. type(e) .. ' value)'\n"
+  "  end\n"
+  "  return { e, traceback(msg, 2) }\n"
+  "end\n"
+  "return function(fn, ...) return xpcall(fn, handler, ...) end\n";
+#define NX_RT_KEEP_MT "nexus.runtime.keeper"
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
 
 /* ---- FFI entry points: act on the running task of the current runtime ---- */
@@ -97,9 +115,33 @@ static int l_rt_new(lua_State *L) {
   luaL_getmetatable(L, NX_RT_MT);
   lua_setmetatable(L, -2);
   if (!(b->rt = nx_rt_new())) return nx_error(L, "nexus.runtime: cannot create the event loop");
-  lua_newtable(L);
-  b->rt->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  nx_rt *rt = b->rt;
+  lua_newtable(L);                               /* tasks: slot -> coroutine */
+  lua_createtable(L, 1, 0);                      /* env of every handle */
+  nx_rtbox *keep = lua_newuserdata(L, sizeof *keep);
+  keep->rt = rt;
+  luaL_getmetatable(L, NX_RT_KEEP_MT);
+  lua_setmetatable(L, -2);
+  lua_rawseti(L, -2, 1);
+  lua_rawseti(L, -2, 0);                         /* tasks[0] = env */
+  rt->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                               /* slot -> handle, weak */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  rt->handles_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   return 1;
+}
+
+static int l_keep_gc(lua_State *L) {
+  nx_rtbox *b = lua_touserdata(L, 1);
+  if (b && b->rt) {
+    nx_rt *rt = b->rt;
+    b->rt = NULL;
+    nx_rt_unref(rt);
+  }
+  return 0;
 }
 
 static int l_rt_gc(lua_State *L) {
@@ -108,7 +150,10 @@ static int l_rt_gc(lua_State *L) {
     nx_rt *rt = b->rt;
     b->rt = NULL;
     nx_rt_close(rt, L);
-    nx_rt_unref(rt, L);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->handles_ref);
+    rt->tasks_ref = rt->handles_ref = LUA_NOREF;
+    nx_rt_unref(rt);
   }
   return 0;
 }
@@ -158,16 +203,22 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   h->id = t->id;
   h->rt_serial = rt->serial;
   h->end = 0;
-  t->nhandles++;
-  rt->refs++;
   lua_pushvalue(L, NX_UV_TASK_MT);
   lua_setmetatable(L, -2);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  lua_rawgeti(L, -1, 0);
+  lua_setfenv(L, -3);
+  lua_pop(L, 1);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (int)t->slot + 1);
+  lua_pop(L, 1);
 }
 
 /* Type check by metatable identity: no registry lookup by name. */
 static nx_handle *nx_test_handle(lua_State *L, int idx) {
   if (lua_type(L, idx) != LUA_TUSERDATA || !lua_getmetatable(L, idx)) return NULL;
-  int ok = lua_rawequal(L, -1, NX_UV_TASK_MT) || lua_rawequal(L, -1, NX_UV_DONE_MT);
+  int ok = lua_rawequal(L, -1, NX_UV_TASK_MT);
   lua_pop(L, 1);
   return ok ? lua_touserdata(L, idx) : NULL;
 }
@@ -181,17 +232,14 @@ static nx_handle *nx_check_handle(lua_State *L, int idx, const char *fname) {
 static int nx_handle_done(const nx_handle *h) { return !h->t || h->t->state == NX_DONE; }
 static int nx_handle_end(const nx_handle *h) { return h->t ? h->t->end : h->end; }
 
-/* Hands the record back: the slot may be reused, the runtime freed. */
-static void nx_consume(lua_State *L, int idx, nx_handle *h) {
+/* The outcome was handed over: the coroutine holding it can go (unless
+ * block_on still reads it), and the slot at the next sweep. */
+static void nx_consume(lua_State *L, nx_handle *h) {
   nx_task *t = h->t;
-  nx_rt *rt = h->rt;
   h->end = t->end;
   h->t = NULL;
-  h->rt = NULL;
-  nx_task_unhold(rt, L, t);
-  nx_rt_unref(rt, L);
-  lua_pushvalue(L, NX_UV_DONE_MT);
-  lua_setmetatable(L, idx);
+  t->flags |= NX_F_CONSUMED;
+  if (!t->holds && !(t->flags & NX_F_FATAL)) nx_task_drop_co(h->rt, L, t);
 }
 
 /* Creates a ready task running the function at fidx with the values above
@@ -200,13 +248,15 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   int nargs = lua_gettop(L) - fidx;
   nx_task *t = nx_task_new(rt, L);
   if (!t) nx_error(L, "%s: out of memory", fname);
+  if (nargs > 65534) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   lua_State *co = lua_newthread(L);
   lua_rawseti(L, -2, (int)t->slot + 1);
   lua_pop(L, 1);
   t->co = co;
-  if (nargs > 65535) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
-  t->nargs = (uint16_t)nargs;
+  t->nargs = (uint16_t)(nargs + 1);
+  lua_pushvalue(L, NX_UV_TASK_MAIN);
+  lua_xmove(L, co, 1);
   lua_xmove(L, co, nargs + 1);
   nx_task_ready(rt, t);
   return t;
@@ -226,21 +276,12 @@ static int l_spawn(lua_State *L) {
 static int l_current(lua_State *L) {
   nx_rt *rt = nx_cur_rt;
   if (!rt || !rt->cur) return 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
+  lua_rawgeti(L, -1, (int)rt->cur->slot + 1);
+  if (!lua_isnil(L, -1)) return 1;
+  lua_pop(L, 2);
   nx_push_handle(L, rt, rt->cur);
   return 1;
-}
-
-static int l_h_gc(lua_State *L) {
-  nx_handle *h = lua_touserdata(L, 1);
-  if (h && h->t) {
-    nx_task *t = h->t;
-    nx_rt *rt = h->rt;
-    h->t = NULL;
-    h->rt = NULL;
-    nx_task_unhold(rt, L, t);
-    nx_rt_unref(rt, L);
-  }
-  return 0;
 }
 
 static int l_h_id(lua_State *L) {
@@ -344,7 +385,7 @@ static int l_join(lua_State *L) {
     lua_pushliteral(L, "aborted");
     n = 1 + pcall_style;
   }
-  nx_consume(L, 1, h);
+  nx_consume(L, h);
   if (!pcall_style && t->end != NX_END_OK) {
     if (h->end == NX_END_ERROR) lua_pop(L, 1);   /* the error value, not the traceback */
     return lua_error(L);
@@ -352,54 +393,66 @@ static int l_join(lua_State *L) {
   return n;
 }
 
+/* core.may_suspend(): may the running coroutine yield to the executor? */
+static int l_may_suspend(lua_State *L) {
+  lua_pushboolean(L, nx_cur_rt && nx_may_suspend(nx_cur_rt, L));
+  return 1;
+}
+
+/* core.dl_bind(level, co): co runs the function timed by that level. */
+static int l_dl_bind(lua_State *L) {
+  nx_rt *rt = nx_cur_rt;
+  int level = (int)luaL_checkinteger(L, 1);
+  lua_State *co = lua_tothread(L, 2);
+  if (!rt || !rt->cur || level < 1 || (uint32_t)level > rt->cur->ndl || !co)
+    return nx_error(L, "nexus.timeout: no timeout level %d in this task", level);
+  nx_deadline *d = rt->cur->dl;
+  for (uint32_t n = rt->cur->ndl; n > (uint32_t)level; n--) d = d->prev;
+  d->co = co;
+  return 0;
+}
+
 /* ---- driving ---- */
 
-/* Raises the error that ended t: the traceback string for a string error
- * (it begins with the message), the value itself otherwise. */
-static int nx_raise_task_error(lua_State *L, nx_task *t) {
+/* Returns true, root's results | false, err. It does not raise: the Lua
+ * wrapper does (see runtime.lua), so no error unwinds through the C frame
+ * that drove lua_resume. For a string error, err is the traceback string
+ * (it begins with the message); any other value is passed as it is. */
+static int nx_push_error(lua_State *L, nx_task *t) {
   lua_State *co = t->co;
+  lua_pushboolean(L, 0);
   lua_pushvalue(co, lua_type(co, -2) == LUA_TSTRING ? -1 : -2);
   lua_xmove(co, L, 1);
-  return lua_error(L);
+  return 2;
 }
 
 static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, const char *fname) {
+  int n;
   if (stop == NX_STOP_FATAL) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
+    n = nx_push_error(L, t);      /* onto L before the task's record may go */
     t->flags &= ~NX_F_FATAL;
-    t->nhandles++;       /* keep its values while raising */
-    nx_task_unhold(rt, L, root);
-    int top = lua_gettop(L);
-    nx_raise_task_error(L, t);
-    (void)top;
-    return 0;
+    nx_task_ended(rt, L, t);
+  } else if (stop == NX_STOP_DEADLOCK) {
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete",
+                    fname, (int)rt->alive);
+    n = 2;
+  } else if (root->end == NX_END_ERROR) {
+    n = nx_push_error(L, root);
+  } else if (root->end == NX_END_ABORTED) {
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "%s: the root task was aborted", fname);
+    n = 2;
+  } else {
+    lua_pushboolean(L, 1);
+    n = nx_push_results(L, root) + 1;
   }
-  if (stop == NX_STOP_DEADLOCK) {
-    unsigned waiting = rt->alive;
-    nx_task_unhold(rt, L, root);
-    return nx_error(L, "%s: deadlock: %d task(s) wait on something nothing can complete",
-                      fname, (int)waiting);
-  }
-  int n;
-  if (root->end == NX_END_ERROR) {
-    lua_State *co = root->co;
-    lua_pushvalue(co, lua_type(co, -2) == LUA_TSTRING ? -1 : -2);
-    lua_xmove(co, L, 1);
-    nx_task_unhold(rt, L, root);
-    return lua_error(L);
-  }
-  if (root->end == NX_END_ABORTED) {
-    nx_task_unhold(rt, L, root);
-    return nx_error(L, "%s: the root task was aborted", fname);
-  }
-  n = nx_push_results(L, root);
   nx_task_unhold(rt, L, root);
   return n;
 }
 
-/* A previous fatal error raised through lua_error skips the unhold of the
- * task that carried it; this keeps count right: see nx_finish_drive. */
 static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, const char *fname) {
   nx_rt *prev = nx_cur_rt;
   nx_cur_rt = rt;
@@ -427,7 +480,7 @@ static int l_rt_block_on(lua_State *L) {
   rt->busy = (uint8_t)lua_toboolean(L, 3);
   nx_task *root = nx_spawn_top(L, rt, 5, fname);
   root->flags |= NX_F_ROOT;
-  root->nhandles++;
+  root->holds++;
   lua_settop(L, 4);
   return nx_drive(L, rt, root, all, fname);
 }
@@ -446,7 +499,7 @@ static int l_rt_adopt(lua_State *L) {
   lua_pop(L, 2);
   t->co = L;
   t->flags |= NX_F_ROOT;
-  t->nhandles++;
+  t->holds++;
   rt->cur = t;
   nx_cur_rt = rt;
   lua_pushlightuserdata(L, t);
@@ -463,7 +516,7 @@ static int l_rt_adopted_drive(lua_State *L) {
   nx_cur_rt = NULL;
   if (finished) {
     lua_settop(root->co, 0);
-    nx_task_finish(rt, L, root, 0);
+    nx_task_finish(rt, L, root, NX_FIN_OK);
   } else {
     nx_task_after_yield(rt, L, root);
   }
@@ -485,6 +538,7 @@ static const luaL_Reg nx_task_methods[] = {
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
   {"join", l_join}, {"abort", l_h_abort},
+  {"may_suspend", l_may_suspend}, {"dl_bind", l_dl_bind},
   {NULL, NULL},
 };
 
@@ -497,39 +551,45 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
-  /* Task handle metatables: live (with __gc) and consumed (without),
-   * sharing one method table. Every handle function gets both as
-   * upvalues for identity type checks. */
-  lua_newtable(L);                                   /* methods */
-  luaL_newmetatable(L, NX_TASK_MT);                  /* methods mt */
-  lua_newtable(L);                                   /* methods mt done */
-  for (int i = 0; i < 2; i++) {
-    int mt = lua_gettop(L) - i;
-    lua_pushvalue(L, -3);
-    lua_setfield(L, mt, "__index");
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, l_h_tostring, 2);
-    lua_setfield(L, mt, "__tostring");
-    lua_pushvalue(L, -2);
-    lua_pushvalue(L, -2);
-    lua_pushcclosure(L, l_h_eq, 2);
-    lua_setfield(L, mt, "__eq");
-  }
-  lua_pushcfunction(L, l_h_gc);
-  lua_setfield(L, -3, "__gc");
-  lua_pushvalue(L, -3);                              /* methods */
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, nx_task_methods, 2);
+  luaL_newmetatable(L, NX_RT_KEEP_MT);
+  lua_pushcfunction(L, l_keep_gc);
+  lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
-  /* stack: methods, mt, mt_done */
+
+  /* The task handle metatable (no __gc: see nx_handle). Every function
+   * that makes or checks handles gets it as upvalue 1. */
+  lua_newtable(L);                                   /* methods */
+  luaL_newmetatable(L, NX_TASK_MT);
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "__index");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_h_tostring, 1);
+  lua_setfield(L, -2, "__tostring");
+  lua_pushvalue(L, -1);
+  lua_pushcclosure(L, l_h_eq, 1);
+  lua_setfield(L, -2, "__eq");
+  lua_pushvalue(L, -2);                              /* methods */
+  lua_pushvalue(L, -2);
+  luaL_setfuncs(L, nx_task_methods, 1);
+  lua_pop(L, 1);
+  /* stack: methods, mt */
+  if (luaL_loadbuffer(L, nx_task_main_src, sizeof nx_task_main_src - 1, "=nexus.task_main") != 0)
+    return lua_error(L);
+  lua_call(L, 0, 1);                                 /* stack: methods, mt, main */
+  luaL_getmetatable(L, NX_RT_MT);
+  lua_getfield(L, -1, "__index");
+  lua_pushvalue(L, -4);
+  lua_pushvalue(L, -4);
+  luaL_setfuncs(L, nx_rt_methods, 2);
+  lua_pop(L, 2);
   lua_newtable(L);
   lua_pushvalue(L, -3);
   lua_pushvalue(L, -3);
   luaL_setfuncs(L, nx_funcs, 2);
-  lua_replace(L, -4);                                /* module replaces methods */
-  lua_setfield(L, -3, "task_done_mt");
+  lua_pushvalue(L, -2);
+  lua_setfield(L, -2, "task_main");
+  lua_replace(L, -2);                                /* module replaces main */
+  lua_replace(L, -3);                                /* module replaces methods */
   lua_setfield(L, -2, "task_mt");
 
   lua_pushlightuserdata(L, (void *)&nx_api_table);

@@ -23,8 +23,8 @@ nx_rt *nx_rt_new(void) {
   rt->qcap = 256;
   rt->q = malloc(rt->qcap * sizeof *rt->q);
   if (!rt->q) goto fail_loop;
-  rt->tasks_ref = LUA_NOREF;
-  rt->refs = 1;
+  rt->tasks_ref = rt->handles_ref = LUA_NOREF;
+  rt->refs = 2;
   rt->tasks_per_cycle = 64;
   rt->event_interval = 61;
   rt->next_id = 1;
@@ -65,14 +65,73 @@ static int nx_grow_slots(nx_rt *rt) {
   return 0;
 }
 
+static void nx_tasks_set_nil(nx_rt *rt, lua_State *L, uint32_t slot) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  lua_pushnil(L);
+  lua_rawseti(L, -2, (int)slot + 1);
+  lua_pop(L, 1);
+}
+
+/* Drops the coroutine (and the outcome it holds) of an ended task. */
+void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (t->co) nx_tasks_set_nil(rt, L, t->slot);
+  t->co = NULL;
+}
+
+/* Handles have no finalizer: an ended task waits in the zombie list, and
+ * its slot comes back once its outcome was consumed or its handle is gone
+ * from the weak slot -> handle table. Sweeping costs one table read per
+ * ended task, a finalizer call per handle would cost far more. */
+static void nx_zombie(nx_rt *rt, nx_task *t) {
+  if (rt->nzomb == rt->zcap) {
+    uint32_t cap = rt->zcap ? rt->zcap * 2 : 256;
+    uint32_t *z = realloc(rt->zomb, cap * sizeof *z);
+    if (!z) return;              /* keeps the record: a leak, not a crash */
+    rt->zomb = z;
+    rt->zcap = cap;
+  }
+  t->flags |= NX_F_ZOMBIE;
+  rt->zomb[rt->nzomb++] = t->slot;
+}
+
+static void nx_sweep(nx_rt *rt, lua_State *L) {
+  uint32_t keep = 0;
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  for (uint32_t i = 0; i < rt->nzomb; i++) {
+    uint32_t slot = rt->zomb[i];
+    nx_task *t = nx_slot(rt, slot);
+    if (!(t->flags & NX_F_CONSUMED)) {
+      lua_rawgeti(L, -2, (int)slot + 1);
+      int alive = !lua_isnil(L, -1);
+      lua_pop(L, 1);
+      if (alive) {
+        rt->zomb[keep++] = slot;
+        continue;
+      }
+    }
+    lua_pushnil(L);
+    lua_rawseti(L, -2, (int)slot + 1);     /* the coroutine */
+    lua_pushnil(L);
+    lua_rawseti(L, -3, (int)slot + 1);     /* a consumed handle */
+    t->co = NULL;
+    t->flags = 0;
+    t->state = NX_FREE;
+    rt->freev[rt->nfree++] = slot;
+  }
+  lua_pop(L, 2);
+  rt->nzomb = keep;
+}
+
 /* Takes a free record; the caller anchors the coroutine in the tasks table. */
 nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
-  (void)L;
+  if (rt->nzomb && (rt->nfree == 0 || (rt->nzomb >= 256 && rt->nzomb >= rt->alive)))
+    nx_sweep(rt, L);
   if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
   nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
   t->co = NULL;
   t->id = rt->next_id++;
-  t->nhandles = 0;
+  t->holds = 0;
   t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
   t->end = NX_END_OK;
   t->flags = 0;
@@ -88,25 +147,15 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
   return t;
 }
 
-static void nx_tasks_set_nil(nx_rt *rt, lua_State *L, uint32_t slot) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-  lua_pushnil(L);
-  lua_rawseti(L, -2, (int)slot + 1);
-  lua_pop(L, 1);
-}
-
-/* A finished task whose last handle is gone gives its slot back. */
-static void nx_task_release(nx_rt *rt, lua_State *L, nx_task *t) {
-  if (t->co) nx_tasks_set_nil(rt, L, t->slot);
-  t->co = NULL;
-  t->state = NX_FREE;
-  rt->freev[rt->nfree++] = t->slot;
+void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (t->holds || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
+  if (t->flags & NX_F_CONSUMED) nx_task_drop_co(rt, L, t);
+  nx_zombie(rt, t);
 }
 
 void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t) {
-  assert(t->nhandles > 0);
-  if (--t->nhandles == 0 && t->state == NX_DONE && !(t->flags & NX_F_FATAL))
-    nx_task_release(rt, L, t);
+  assert(t->holds > 0);
+  if (--t->holds == 0 && t->state == NX_DONE) nx_task_ended(rt, L, t);
 }
 
 /* ---- ready queue ---- */
@@ -211,6 +260,7 @@ int nx_dl_push(nx_rt *rt, double deadline) {
   d->tm.kind = NX_TM_DEADLINE;
   d->tm.armed = 0;
   d->task = t;
+  d->co = NULL;
   d->state = NX_DL_PENDING;
   if (nx_timer_arm(&rt->heap, &d->tm, deadline) != 0) {
     d->prev = rt->dlfree;
@@ -220,6 +270,18 @@ int nx_dl_push(nx_rt *rt, double deadline) {
   d->prev = t->dl;
   t->dl = d;
   return (int)++t->ndl;
+}
+
+/* True when L is a coroutine nexus drives for the running task: the
+ * task's own, or one running a timed function. A yield from any other
+ * (a coroutine.wrap of the user's) would go to the user's code instead. */
+int nx_may_suspend(nx_rt *rt, lua_State *L) {
+  nx_task *t = rt->cur;
+  if (!t) return 0;
+  if (L == t->co) return 1;
+  for (nx_deadline *d = t->dl; d; d = d->prev)
+    if (d->co == L) return 1;
+  return 0;
 }
 
 static nx_deadline *nx_dl_at(nx_task *t, int level) {
@@ -292,6 +354,7 @@ static void nx_report(nx_rt *rt, lua_State *L, nx_task *t) {
 /* Leaves [err, traceback] on top of the dead coroutine's stack. */
 static void nx_capture_error(lua_State *L, nx_task *t) {
   lua_State *co = t->co;
+  lua_checkstack(co, 2);
   const char *msg = lua_tostring(co, -1);
   if (lua_isnil(co, -1)) {
     lua_pop(co, 1);
@@ -312,16 +375,16 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
     t->joiner = NULL;
     nx_task_wake(rt, j, NX_WAKE_OK);
   }
-  if (t->nhandles == 0 && !(t->flags & NX_F_FATAL)) nx_task_release(rt, L, t);
+  nx_task_ended(rt, L, t);
 }
 
-void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int status) {
-  if (status == 0) {
+void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how) {
+  if (how == NX_FIN_OK) {
     t->end = NX_END_OK;
   } else {
     t->end = NX_END_ERROR;
     rt->st.errors++;
-    nx_capture_error(L, t);
+    if (how == NX_FIN_RAW) nx_capture_error(L, t);
     if (!t->joiner && !(t->flags & NX_F_ROOT)) {
       if (rt->report_errors) {
         nx_report(rt, L, t);
@@ -344,8 +407,7 @@ int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t) {
   nx_task_cancel_wait(rt, t);
   t->end = NX_END_ABORTED;
   /* Nothing of it runs again: drop the coroutine now. */
-  nx_tasks_set_nil(rt, L, t->slot);
-  t->co = NULL;
+  nx_task_drop_co(rt, L, t);
   nx_end_common(rt, L, t);
   return 1;
 }
@@ -365,6 +427,23 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
 
 /* ---- the loop ---- */
 
+/* A task's coroutine runs its function under xpcall (the task main, see
+ * lmodule.c), so errors are caught inside the coroutine with the traceback
+ * taken where they happened, and never unwind through lua_resume. Turns
+ * [true, results...] into [results...], [false, {err, tb}] into [err, tb]. */
+static int nx_task_unwrap(lua_State *co) {
+  if (lua_toboolean(co, 1)) {
+    lua_remove(co, 1);
+    return NX_FIN_OK;
+  }
+  lua_checkstack(co, 2);
+  lua_rawgeti(co, 2, 1);
+  lua_rawgeti(co, 2, 2);
+  lua_remove(co, 1);
+  lua_remove(co, 1);
+  return NX_FIN_BOXED;
+}
+
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *co = t->co;
   int nargs = t->nargs;
@@ -378,8 +457,10 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
     nx_task_after_yield(rt, L, t);
   } else if (t->flags & NX_F_ABORTED) {
     nx_task_abort(rt, L, t);     /* aborted itself, then ended: it was aborted */
+  } else if (status != 0) {
+    nx_task_finish(rt, L, t, NX_FIN_RAW);
   } else {
-    nx_task_finish(rt, L, t, status);
+    nx_task_finish(rt, L, t, nx_task_unwrap(co));
   }
 }
 
@@ -449,7 +530,7 @@ void nx_rt_close(nx_rt *rt, lua_State *L) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
     t->flags &= ~NX_F_FATAL;
-    if (t->nhandles == 0 && t->state == NX_DONE) nx_task_release(rt, L, t);
+    nx_task_ended(rt, L, t);
   }
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
@@ -457,10 +538,12 @@ void nx_rt_close(nx_rt *rt, lua_State *L) {
   nx_heap_free(&rt->heap);
 }
 
-void nx_rt_unref(nx_rt *rt, lua_State *L) {
+/* The runtime object closes the runtime when collected; its keeper (a
+ * userdata every handle reaches through its environment) goes when the
+ * last handle does. The struct is freed after both. */
+void nx_rt_unref(nx_rt *rt) {
   if (--rt->refs > 0) return;
-  nx_rt_close(rt, L);
-  if (rt->tasks_ref != LUA_NOREF) luaL_unref(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  free(rt->zomb);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
   free(rt->freev);

@@ -39,10 +39,13 @@ enum {
 #define NX_F_ABORTED  0x02u   /* abort requested while it was running */
 #define NX_F_REPORTED 0x04u   /* error printed under on_task_error("report") */
 #define NX_F_FATAL    0x08u   /* error stopped the runtime */
+#define NX_F_ZOMBIE   0x10u   /* ended; in the zombie list until swept */
+#define NX_F_CONSUMED 0x20u   /* its outcome was handed over by join */
 
 struct nx_deadline {            /* one level of nexus.timeout in a task */
   nx_timer tm;                  /* first: the heap hands back nx_timer* */
   nx_task *task;
+  lua_State *co;                /* the coroutine running the timed function */
   nx_deadline *prev;            /* next outer level */
   uint8_t state;
 };
@@ -57,7 +60,7 @@ struct nx_task {
   nx_deadline *dl;              /* innermost timeout level */
   uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
-  uint32_t nhandles;            /* live Lua handles (+ holds) */
+  uint32_t holds;               /* C-side holds (block_on root) */
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume */
@@ -83,7 +86,9 @@ struct nx_rt {
   nx_task *fatal;               /* unobserved error that stops the runtime */
   nx_deadline *dlfree;
   int tasks_ref;                /* registry ref: table slot -> coroutine */
-  int refs;                     /* rt userdata + live handles */
+  int handles_ref;              /* registry ref: weak table slot -> handle */
+  int refs;                     /* the runtime object and its keeper */
+  uint32_t *zomb, nzomb, zcap;  /* ended tasks whose slot may come back */
   uint32_t tasks_per_cycle, event_interval;
   uint8_t report_errors, closed, driving, busy;
   double event_time;
@@ -99,7 +104,7 @@ struct nx_rt {
 extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
 
 nx_rt *nx_rt_new(void);
-void nx_rt_unref(nx_rt *rt, lua_State *L);       /* frees at zero refs */
+void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
@@ -108,8 +113,13 @@ void nx_task_wake(nx_rt *rt, nx_task *t, int code);
 void nx_task_cancel_wait(nx_rt *rt, nx_task *t);
 int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t);
+void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t);
+void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t);   /* after its last hold */
 void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
-void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int status);
+/* How a task ended: OK (results on its stack), BOXED (error value and
+ * traceback on top), RAW (a Lua error status from lua_resume). */
+enum { NX_FIN_OK, NX_FIN_BOXED, NX_FIN_RAW };
+void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 
 /* Executor: stop when root is done (and, if all, every task is). */
 enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK };
@@ -119,6 +129,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all);
 int nx_wait_sleep(nx_rt *rt, double deadline);
 int nx_wait_join(nx_rt *rt, nx_task *target);
 int nx_dl_push(nx_rt *rt, double deadline);
+int nx_may_suspend(nx_rt *rt, lua_State *L);
 int nx_dl_state(nx_rt *rt, int level);
 void nx_dl_pop(nx_rt *rt, int level);
 

@@ -110,21 +110,26 @@ function M.main(argv, argc)
   local main, args = load_main(o, argv, argc)
   if not main then report(args); return 1 end
 
-  local co = coroutine.create(main)
+  -- The chunk runs under the task main (xpcall with a traceback taken at
+  -- the error), as every task does: it may become the root task.
+  local co = coroutine.create(core.task_main)
   runtime._set_pending(co)
-  local ok, e = coroutine.resume(co, unpack(args))
+  local ok, fine, e = coroutine.resume(co, main, unpack(args))
   local imp = runtime._implicit()
   runtime._set_pending(nil)
-  if not ok then
+  local dead = coroutine.status(co) == "dead"
+  if not ok or (dead and not fine) then
     if imp then imp.rt:close() end
-    report(with_traceback(co, e))
+    if ok then e = e[2] else e = with_traceback(co, fine) end
+    report(e)
     return 1
   end
   if not imp then return 0 end
-  local dead = coroutine.status(co) == "dead"
-  local dok, derr = pcall(imp.rt._adopted_drive, imp.rt, imp.root, dead)
+  -- pcall's result, then the driver's: true, ... | false, err
+  local dok, ok, derr = pcall(imp.rt._adopted_drive, imp.rt, imp.root, dead)
   imp.rt:close()
-  if not dok then report(derr); return 1 end
+  if not dok then report(ok); return 1 end
+  if not ok then report(derr); return 1 end
   return 0
 end
 

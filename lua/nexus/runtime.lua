@@ -57,15 +57,23 @@ end
 
 function M.new(world) return M.builder(world):build() end
 
+-- The C driver returns true, results | false, err and leaves raising to
+-- Lua: no error unwinds through the C frame that drove lua_resume.
+local function outcome(ok, ...)
+  if ok then return ... end
+  error((...), 0)
+end
+M._outcome = outcome
+
 -- (parks) runs fn as the root task; returns its results. Tasks still alive
 -- stay parked in the runtime for a later block_on, until rt:close().
 function rt_methods.block_on(rt, fn, ...)
-  return rt:_block_on(false, false, "rt:block_on", fn, ...)
+  return outcome(rt:_block_on(false, false, "rt:block_on", fn, ...))
 end
 
 -- Same, but never parks: spins on non-blocking polls when idle.
 function rt_methods.block_on_busy(rt, fn, ...)
-  return rt:_block_on(false, true, "rt:block_on_busy", fn, ...)
+  return outcome(rt:_block_on(false, true, "rt:block_on_busy", fn, ...))
 end
 
 function rt_methods.world(rt) return worlds[rt] end
@@ -73,7 +81,7 @@ function rt_methods.world(rt) return worlds[rt] end
 local function close_and_return(rt, ok, ...)
   rt:close()
   if not ok then error((...), 0) end
-  return ...
+  return outcome(...)
 end
 
 -- Runs fn as the root task of a fresh runtime; returns when fn and every

@@ -7,7 +7,8 @@ local type, error, tostring, setmetatable, pairs, unpack, select =
   type, error, tostring, setmetatable, pairs, unpack, select
 local floor, random, huge = math.floor, math.random, math.huge
 local cocreate, coresume, costatus, yield = coroutine.create, coroutine.resume, coroutine.status, coroutine.yield
-local isyieldable = coroutine.isyieldable
+local dl_bind = require("nexus.core").dl_bind
+local cannot_suspend = util.cannot_suspend
 local api_now, api_sleep_until = api.now, api.sleep_until
 local api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait = api.dl_push, api.dl_state, api.dl_pop, api.cancel_wait
 local check_secs, check_time, check_fn, no_task, check_yieldable, pack, argerror =
@@ -62,6 +63,7 @@ local function run_with_deadline(fname, deadline, fn, ...)
     if lvl < 0 then no_task(fname, lvl) end
   end
   local co = cocreate(fn)
+  dl_bind(lvl, co)
   local r = pack(coresume(co, ...))
   while costatus(co) ~= "dead" do
     -- fn wants to wait: its wait is registered on this task
@@ -70,10 +72,11 @@ local function run_with_deadline(fname, deadline, fn, ...)
       api_dl_pop(lvl)
       return nil, "timeout"
     end
-    if not isyieldable() then
+    local why = cannot_suspend()
+    if why then
       api_cancel_wait()
       api_dl_pop(lvl)
-      check_yieldable(fname)   -- raises the nexus error
+      error(fname .. ": " .. why, 2)
     end
     yield()
     if api_dl_state(lvl) == DL_CANCELLED then
@@ -99,6 +102,7 @@ function M.timeout_at(deadline, fn, ...)
 end
 
 local function after(fname, deadline, fn, ...)
+  if api.in_task() == 0 then no_task(fname, -1) end   -- before running fn
   local r = pack(fn(...))
   wait_until(fname, deadline)
   return unpack(r, 1, r.n)

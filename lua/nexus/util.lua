@@ -1,5 +1,6 @@
 -- nexus.util: argument checks and the errors every suspending function shares.
 local api = require "nexus.api"
+local may_suspend = require("nexus.core").may_suspend
 
 local type, error, tostring, select = type, error, tostring, select
 local isyieldable = coroutine.isyieldable
@@ -54,9 +55,20 @@ end
 -- (a C function, an FFI callback, a metamethod called from C), release the
 -- wait and raise a nexus error instead of LuaJIT's C-call boundary error.
 function M.check_yieldable(fname)
-  if not isyieldable() then
+  local why = M.cannot_suspend()
+  if why then
     api.cancel_wait()
-    error(fname .. ": cannot suspend here (called through a C function or callback that cannot yield)", 3)
+    error(fname .. ": " .. why, 3)
+  end
+end
+
+-- nil when the running coroutine may yield to the executor, else why not.
+function M.cannot_suspend()
+  if not isyieldable() then
+    return "cannot suspend here (called through a C function or callback that cannot yield)"
+  elseif not may_suspend() then
+    return "cannot suspend inside a coroutine of your own (coroutine.wrap/create inside a task): "
+      .. "its yield would go to your code, not to nexus; use nexus.spawn"
   end
 end
 
