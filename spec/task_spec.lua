@@ -122,19 +122,6 @@ describe("tasks", function()
       assert.is_truthy(e2:find("nil", 1, true))
     end)
 
-    it("result() hands over the task's traceback as a third value", function()
-      local ok, err, tb = nexus.run(function()
-        local function explode_in_task() error("traceback-marker") end
-        local h = nexus.spawn(function() nexus.sleep(0.01); explode_in_task() end)
-        return h:result()
-      end)
-      assert.is_false(ok)
-      assert.is_truthy(err:find("traceback-marker", 1, true))
-      assert.is_string(tb)
-      assert.is_truthy(tb:find("stack traceback", 1, true))
-      assert.is_truthy(tb:find("explode_in_task", 1, true), tb)
-    end)
-
     it("result() gives the traceback of a failed task as its third value", function()
       local ok, err, tb = nexus.run(function()
         local function explode_for_traceback() error("h-traceback-marker") end
@@ -147,6 +134,36 @@ describe("tasks", function()
       assert.is_truthy(tb:find("h-traceback-marker", 1, true))
       assert.is_truthy(tb:find("stack traceback", 1, true))
       assert.is_truthy(tb:find("explode_for_traceback", 1, true), tb)
+    end)
+
+    it("a stack overflow in a task is an ordinary error for its joiner", function()
+      local ok, err, after = nexus.run(function()
+        local function deeper(n) return deeper(n + 1) + 1 end
+        local h = nexus.spawn(function() return deeper(1) end)
+        local ok, err = h:result()
+        nexus.sleep(0.001)
+        return ok, err, "runtime still fine"
+      end)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("stack overflow", 1, true), tostring(err))
+      assert.are.equal("runtime still fine", after)
+    end)
+  end)
+
+  describe("many values", function()
+    it("join returns thousands of results and spawn passes hundreds of arguments", function()
+      local nres, nargs, last = nexus.run(function()
+        local t = {}
+        for i = 1, 5000 do t[i] = i end
+        local h = nexus.spawn(function() nexus.yield(); return unpack(t) end)
+        local r = H.pack(h:join())
+        local a = nexus.spawn(function(...) return select("#", ...), (select(250, ...)) end, unpack(t, 1, 250))
+        local n, lastarg = a:join()
+        return r.n, n, r[5000] + lastarg
+      end)
+      assert.are.equal(5000, nres)
+      assert.are.equal(250, nargs)
+      assert.are.equal(5250, last)
     end)
   end)
 
@@ -374,6 +391,26 @@ describe("tasks", function()
       rt1:close()
       rt2:close()
       assert.is_false(eq)
+    end)
+
+    it("finished detached tasks give their memory back", function()
+      local rt = nexus.runtime.new()
+      local kb = {}
+      for round = 1, 4 do
+        rt:block_on(function()
+          for _ = 1, 20000 do nexus.spawn(function() nexus.yield() end) end
+          nexus.yield()   -- behind every task's first run
+          nexus.yield()   -- behind every task's end
+        end)
+        collectgarbage()
+        collectgarbage()
+        kb[round] = collectgarbage("count")
+      end
+      local alive = rt:stats().tasks_alive
+      rt:close()
+      assert.are.equal(0, alive)
+      -- 20,000 leaked coroutines per round would be megabytes
+      assert.is_true(kb[4] < kb[2] * 1.2 + 512, ("KB by round: %d %d %d %d"):format(kb[1], kb[2], kb[3], kb[4]))
     end)
 
     it("a detached task (handle dropped and collected) still runs to completion", function()
