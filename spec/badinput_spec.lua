@@ -394,5 +394,36 @@ describe("bad input", function()
       end
       assert.is_true(r.ok2, tostring(r.e2))
     end)
+
+    it("the same holds for yield, join, timeout, tick and backoff inside a plain coroutine", function()
+      local outcomes, final = in_task(function()
+        local h = nexus.spawn(function() nexus.sleep(0.02); return "h-value" end)
+        local iv = nexus.interval(0.01)
+        local b = nexus.backoff { initial = 0.001 }
+        local cases = {
+          { "nexus.yield", function() nexus.yield(); return "done" end },
+          { "join", function() return h:join() end },
+          { "nexus.timeout", function() return select(2, nexus.timeout(1, function() nexus.sleep(0.001); return "done" end)) end },
+          { "tick", function() iv:tick(); iv:tick(); return "done" end },
+          { "wait", function() b:wait(); return "done" end },
+        }
+        local outcomes = {}
+        for i, c in ipairs(cases) do
+          local ok, v = pcall(function() return coroutine.wrap(c[2])() end)
+          outcomes[i] = { name = c[1], ok = ok, v = v }
+        end
+        nexus.sleep(0.001)
+        return outcomes, h:join()
+      end)
+      for _, o in ipairs(outcomes) do
+        if o.ok then
+          assert.is_truthy(o.v == "done" or o.v == "h-value", o.name .. " returned " .. tostring(o.v))
+        else
+          assert.is_truthy(tostring(o.v):find(o.name, 1, true), o.name .. ": " .. tostring(o.v))
+          assert.is_nil(tostring(o.v):find("C-call boundary", 1, true))
+        end
+      end
+      assert.are.equal("h-value", final)
+    end)
   end)
 end)
