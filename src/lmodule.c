@@ -43,24 +43,7 @@ typedef struct nx_handle {
 } nx_handle;
 
 #define NX_UV_TASK_MT lua_upvalueindex(1)      /* the handle metatable */
-#define NX_UV_TASK_MAIN lua_upvalueindex(2)    /* runs a task's function */
 
-/* The body of every task coroutine: fn under xpcall, the traceback taken
- * at the error (see nx_task_unwrap). */
-static const char nx_task_main_src[] =
-  "local xpcall, traceback, type, tostring, getmetatable = "
-  "  xpcall, debug.traceback, type, tostring, getmetatable\n"
-  "local function handler(e)\n"
-  "  local msg = e\n"
-  "  if e == nil then e = '(error object is a nil value)'; msg = e\n"
-  "  elseif type(e) ~= 'string' then\n"
-  "    local mt = getmetatable(e)\n"
-  "    msg = (mt and mt.__tostring) and tostring(e)\n"
-  "      or '(error object is a ' .. type(e) .. ' value)'\n"
-  "  end\n"
-  "  return { e, traceback(msg, 2) }\n"
-  "end\n"
-  "return function(fn, ...) return xpcall(fn, handler, ...) end\n";
 #define NX_RT_KEEP_MT "nexus.runtime.keeper"
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
 
@@ -254,9 +237,7 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   lua_rawseti(L, -2, (int)t->slot + 1);
   lua_pop(L, 1);
   t->co = co;
-  t->nargs = (uint16_t)(nargs + 1);
-  lua_pushvalue(L, NX_UV_TASK_MAIN);
-  lua_xmove(L, co, 1);
+  t->nargs = (uint16_t)nargs;
   lua_xmove(L, co, nargs + 1);
   nx_task_ready(rt, t);
   return t;
@@ -573,22 +554,14 @@ int luaopen_nexus_core(lua_State *L) {
   luaL_setfuncs(L, nx_task_methods, 1);
   lua_pop(L, 1);
   /* stack: methods, mt */
-  if (luaL_loadbuffer(L, nx_task_main_src, sizeof nx_task_main_src - 1, "=nexus.task_main") != 0)
-    return lua_error(L);
-  lua_call(L, 0, 1);                                 /* stack: methods, mt, main */
   luaL_getmetatable(L, NX_RT_MT);
   lua_getfield(L, -1, "__index");
-  lua_pushvalue(L, -4);
-  lua_pushvalue(L, -4);
-  luaL_setfuncs(L, nx_rt_methods, 2);
+  lua_pushvalue(L, -3);
+  luaL_setfuncs(L, nx_rt_methods, 1);
   lua_pop(L, 2);
   lua_newtable(L);
-  lua_pushvalue(L, -3);
-  lua_pushvalue(L, -3);
-  luaL_setfuncs(L, nx_funcs, 2);
   lua_pushvalue(L, -2);
-  lua_setfield(L, -2, "task_main");
-  lua_replace(L, -2);                                /* module replaces main */
+  luaL_setfuncs(L, nx_funcs, 1);
   lua_replace(L, -3);                                /* module replaces methods */
   lua_setfield(L, -2, "task_mt");
 

@@ -427,22 +427,6 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
 
 /* ---- the loop ---- */
 
-/* A task's coroutine runs its function under xpcall (the task main, see
- * lmodule.c), so errors are caught inside the coroutine with the traceback
- * taken where they happened, and never unwind through lua_resume. Turns
- * [true, results...] into [results...], [false, {err, tb}] into [err, tb]. */
-static int nx_task_unwrap(lua_State *co) {
-  if (lua_toboolean(co, 1)) {
-    lua_remove(co, 1);
-    return NX_FIN_OK;
-  }
-  lua_checkstack(co, 2);
-  lua_rawgeti(co, 2, 1);
-  lua_rawgeti(co, 2, 2);
-  lua_remove(co, 1);
-  lua_remove(co, 1);
-  return NX_FIN_BOXED;
-}
 
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *co = t->co;
@@ -457,10 +441,8 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
     nx_task_after_yield(rt, L, t);
   } else if (t->flags & NX_F_ABORTED) {
     nx_task_abort(rt, L, t);     /* aborted itself, then ended: it was aborted */
-  } else if (status != 0) {
-    nx_task_finish(rt, L, t, NX_FIN_RAW);
   } else {
-    nx_task_finish(rt, L, t, nx_task_unwrap(co));
+    nx_task_finish(rt, L, t, status == 0 ? NX_FIN_OK : NX_FIN_RAW);
   }
 }
 

@@ -116,9 +116,9 @@ void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t);   /* after its last hold */
 void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
-/* How a task ended: OK (results on its stack), BOXED (error value and
- * traceback on top), RAW (a Lua error status from lua_resume). */
-enum { NX_FIN_OK, NX_FIN_BOXED, NX_FIN_RAW };
+/* How a task ended: OK (results on its stack), RAW (a Lua error status
+ * from lua_resume: the error value is on top of its stack). */
+enum { NX_FIN_OK, NX_FIN_RAW };
 void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 
 /* Executor: stop when root is done (and, if all, every task is). */

@@ -110,18 +110,15 @@ function M.main(argv, argc)
   local main, args = load_main(o, argv, argc)
   if not main then report(args); return 1 end
 
-  -- The chunk runs under the task main (xpcall with a traceback taken at
-  -- the error), as every task does: it may become the root task.
-  local co = coroutine.create(core.task_main)
+  local co = coroutine.create(main)
   runtime._set_pending(co)
-  local ok, fine, e = coroutine.resume(co, main, unpack(args))
+  local ok, e = coroutine.resume(co, unpack(args))
   local imp = runtime._implicit()
   runtime._set_pending(nil)
   local dead = coroutine.status(co) == "dead"
-  if not ok or (dead and not fine) then
+  if not ok then
     if imp then imp.rt:close() end
-    if ok then e = e[2] else e = with_traceback(co, fine) end
-    report(e)
+    report(with_traceback(co, e))
     return 1
   end
   if not imp then return 0 end
