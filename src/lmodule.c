@@ -502,7 +502,7 @@ static int l_rt_adopted_drive(lua_State *L) {
     nx_task_after_yield(rt, L, root);
   }
   lua_settop(L, 0);
-  return nx_drive(L, rt, root, 1, "nexus");
+  return nx_drive(L, rt, root, 1, "main chunk");
 }
 
 /* ---- module ---- */

@@ -340,14 +340,11 @@ static void nx_fire_timers(nx_rt *rt, double now) {
 
 /* ---- ending tasks ---- */
 
-static void nx_report(nx_rt *rt, lua_State *L, nx_task *t) {
-  lua_State *co = t->co;
-  const char *msg = lua_tostring(co, -2);
-  const char *tb = lua_tostring(co, -1);
-  (void)rt;
-  (void)L;
-  fprintf(stderr, "nexus: error in task %llu: %s\n%s\n", (unsigned long long)t->id,
-          msg ? msg : luaL_typename(co, -2), tb ? tb : "");
+/* on_task_error("report"): the traceback string begins with the message. */
+static void nx_report(nx_task *t) {
+  const char *tb = lua_tostring(t->co, -1);
+  fprintf(stderr, "nexus: error in task %llu (nobody joined it): %s\n",
+          (unsigned long long)t->id, tb ? tb : "?");
   fflush(stderr);
 }
 
@@ -387,7 +384,7 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how) {
     if (how == NX_FIN_RAW) nx_capture_error(L, t);
     if (!t->joiner && !(t->flags & NX_F_ROOT)) {
       if (rt->report_errors) {
-        nx_report(rt, L, t);
+        nx_report(t);
         t->flags |= NX_F_REPORTED;
       } else if (!rt->fatal) {
         t->flags |= NX_F_FATAL;     /* kept until block_on raises it */
