@@ -17,23 +17,24 @@ function M.argerror(fname, what, level)
   error(fname .. ": " .. what, (level or 1) + 2)
 end
 
--- A non-negative, non-NaN number of seconds (math.huge allowed: forever).
-function M.check_secs(fname, v, what)
+local function check_number(fname, v, what, level)
   if type(v) ~= "number" then
-    M.argerror(fname, (what or "duration") .. " must be a number, got " .. type(v), 2)
+    M.argerror(fname, what .. " must be a number, got " .. type(v), level + 1)
   elseif v ~= v then
-    M.argerror(fname, (what or "duration") .. " is NaN", 2)
-  elseif v < 0 then
-    M.argerror(fname, "negative " .. (what or "duration") .. " (" .. tostring(v) .. ")", 2)
+    M.argerror(fname, what .. " is NaN", level + 1)
   end
 end
 
+-- A point on the nexus.now() clock: a non-NaN number.
 function M.check_time(fname, v, what)
-  if type(v) ~= "number" then
-    M.argerror(fname, (what or "deadline") .. " must be a number, got " .. type(v), 2)
-  elseif v ~= v then
-    M.argerror(fname, (what or "deadline") .. " is NaN", 2)
-  end
+  check_number(fname, v, what or "deadline", 2)
+end
+
+-- A non-negative, non-NaN number of seconds (math.huge allowed: forever).
+function M.check_secs(fname, v, what)
+  what = what or "duration"
+  check_number(fname, v, what, 2)
+  if v < 0 then M.argerror(fname, "negative " .. what .. " (" .. tostring(v) .. ")", 2) end
 end
 
 function M.check_fn(fname, fn)
