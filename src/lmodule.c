@@ -55,7 +55,6 @@ static int api_sleep_until(double d) { return nx_cur_rt ? nx_wait_sleep(nx_cur_r
 static int api_dl_push(double d) { return nx_cur_rt ? nx_dl_push(nx_cur_rt, d) : NX_E_NOTASK; }
 static int api_dl_state(int lvl) { return nx_cur_rt ? nx_dl_state(nx_cur_rt, lvl) : NX_E_NOTASK; }
 static void api_dl_pop(int lvl) { if (nx_cur_rt) nx_dl_pop(nx_cur_rt, lvl); }
-static int api_wake_code(void) { return (nx_cur_rt && nx_cur_rt->cur) ? nx_cur_rt->cur->wake : 0; }
 static void api_cancel_wait(void) {
   nx_rt *rt = nx_cur_rt;
   if (rt && rt->cur) nx_task_cancel_wait(rt, rt->cur);
@@ -70,12 +69,11 @@ typedef struct nx_api {
   int (*dl_state)(int);
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
-  int (*wake_code)(void);
 } nx_api;
 
 static const nx_api nx_api_table = {
   nx_now, api_event_time, api_in_task, api_sleep_until,
-  api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait, api_wake_code,
+  api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait,
 };
 
 /* ---- runtime object ---- */
@@ -148,7 +146,7 @@ static int l_rt_close(lua_State *L) {
   return 0;
 }
 
-/* rt:_config(tasks_per_cycle, event_interval, report_errors, busy) */
+/* rt:_config(tasks_per_cycle, event_interval, report_errors) */
 static int l_rt_config(lua_State *L) {
   nx_rt *rt = nx_check_rt(L, 1, "rt:_config");
   rt->tasks_per_cycle = (uint32_t)luaL_checkinteger(L, 2);

@@ -24,14 +24,13 @@ enum { NX_FREE, NX_READY, NX_RUNNING, NX_WAITING, NX_DONE };          /* state *
 enum { NX_END_OK, NX_END_ERROR, NX_END_ABORTED };                       /* end */
 enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer kind */
 enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
-enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1, NX_WAKE_CLOSED = 2 };       /* wake code */
+enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1 };                           /* wake code */
 
 /* Status codes of the FFI entry points; < 0 are programming errors. */
 enum {
   NX_OK = 0,
   NX_E_NOTASK = -1,     /* not inside a nexus task */
-  NX_E_NOMEM = -2,
-  NX_E_NOWAIT = -3      /* suspending is forbidden here (with_world) */
+  NX_E_NOMEM = -2
 };
 
 /* task flags */
@@ -98,7 +97,6 @@ struct nx_rt {
   struct {
     uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors;
   } st;
-  void *world;                  /* stored for the World issue */
 };
 
 extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */

@@ -15,7 +15,6 @@ typedef struct nx_api {
   int (*dl_state)(int);
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
-  int (*wake_code)(void);
 } nx_api;
 ]]
 

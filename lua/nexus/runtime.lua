@@ -63,7 +63,6 @@ local function outcome(ok, ...)
   if ok then return ... end
   error((...), 0)
 end
-M._outcome = outcome
 
 -- (parks) runs fn as the root task; returns its results. Tasks still alive
 -- stay parked in the runtime for a later block_on, until rt:close().

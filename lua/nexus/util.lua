@@ -48,7 +48,6 @@ end
 function M.no_task(fname, rc)
   if rc == -1 and M.adopt() then return true end
   if rc == -2 then error(fname .. ": out of memory", 3) end
-  if rc == -3 then error(fname .. ": cannot suspend inside with_world (it is synchronous)", 3) end
   error(fname .. ": not inside a nexus task", 3)
 end
 
