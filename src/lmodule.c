@@ -521,6 +521,13 @@ static const luaL_Reg nx_funcs[] = {
   {NULL, NULL},
 };
 
+/* Components add their functions to the module table (on top of the
+ * stack) through one opener each, declared in their own header. */
+typedef void (*nx_opener)(lua_State *L);
+static const nx_opener nx_openers[] = {
+  NULL,
+};
+
 int luaopen_nexus_core(lua_State *L) {
   luaL_newmetatable(L, NX_RT_MT);
   lua_pushcfunction(L, l_rt_gc);
@@ -573,5 +580,6 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "version");
   lua_pushstring(L, uv_version_string());
   lua_setfield(L, -2, "uv_version");
+  for (const nx_opener *o = nx_openers; *o; o++) (*o)(L);
   return 1;
 }

@@ -24,6 +24,7 @@ nx_rt *nx_rt_new(void) {
   rt->q = malloc(rt->qcap * sizeof *rt->q);
   if (!rt->q) goto fail_loop;
   rt->tasks_ref = rt->handles_ref = LUA_NOREF;
+  rt->owned.next = rt->owned.prev = &rt->owned;
   rt->refs = 2;
   rt->tasks_per_cycle = 64;
   rt->event_interval = 61;
@@ -218,19 +219,26 @@ void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
 
 static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_timer_disarm(&rt->heap, &t->tm); }
 
-static nx_task *nx_waiter(nx_rt *rt) {
+nx_task *nx_running(nx_rt *rt) {
   nx_task *t = rt->cur;
   return (t && t->state == NX_RUNNING) ? t : NULL;
 }
 
+int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
+  nx_task *t = nx_running(rt);
+  if (!t) return NX_E_NOTASK;
+  t->wobj = obj;
+  t->cancel = cancel;
+  t->state = NX_WAITING;
+  return NX_OK;
+}
+
 int nx_wait_sleep(nx_rt *rt, double deadline) {
-  nx_task *t = nx_waiter(rt);
+  nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
   t->tm.kind = NX_TM_SLEEP;
   if (nx_timer_arm(&rt->heap, &t->tm, deadline) != 0) return NX_E_NOMEM;
-  t->cancel = nx_sleep_cancel;
-  t->state = NX_WAITING;
-  return NX_OK;
+  return nx_wait(rt, nx_sleep_cancel, NULL);
 }
 
 static void nx_join_cancel(nx_rt *rt, nx_task *t) {
@@ -240,13 +248,10 @@ static void nx_join_cancel(nx_rt *rt, nx_task *t) {
 }
 
 int nx_wait_join(nx_rt *rt, nx_task *target) {
-  nx_task *t = nx_waiter(rt);
+  nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
   target->joiner = t;
-  t->wobj = target;
-  t->cancel = nx_join_cancel;
-  t->state = NX_WAITING;
-  return NX_OK;
+  return nx_wait(rt, nx_join_cancel, target);
 }
 
 /* ---- timeout levels ---- */
@@ -511,11 +516,33 @@ void nx_rt_close(nx_rt *rt, lua_State *L) {
     t->flags &= ~NX_F_FATAL;
     nx_task_ended(rt, L, t);
   }
+  while (rt->owned.next != &rt->owned) {
+    nx_owned *o = rt->owned.next;
+    nx_disown(rt, o);
+    o->close(rt, o);
+  }
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
   nx_heap_free(&rt->heap);
 }
+
+void nx_own(nx_rt *rt, nx_owned *o) {
+  o->next = rt->owned.next;
+  o->prev = &rt->owned;
+  rt->owned.next->prev = o;
+  rt->owned.next = o;
+}
+
+void nx_disown(nx_rt *rt, nx_owned *o) {
+  (void)rt;
+  if (!o->next) return;
+  o->prev->next = o->next;
+  o->next->prev = o->prev;
+  o->next = o->prev = NULL;
+}
+
+void nx_rt_ref(nx_rt *rt) { rt->refs++; }
 
 /* The runtime object closes the runtime when collected; its keeper (a
  * userdata every handle reaches through its environment) goes when the

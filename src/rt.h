@@ -26,9 +26,14 @@ enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer
 enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
 enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1 };                           /* wake code */
 
-/* Status codes of the FFI entry points; < 0 are programming errors. */
+/* Status codes of the FFI entry points; < 0 are programming errors.
+ * The convention of every suspending operation (as lua-resty-core's):
+ * the C entry point returns NX_OK when it completed, NX_AGAIN when it
+ * registered a wait of the running task (the Lua wrapper then yields and,
+ * once resumed, calls the entry point again), or an error code. */
 enum {
   NX_OK = 0,
+  NX_AGAIN = 1,         /* wait registered: yield, then try again */
   NX_E_NOTASK = -1,     /* not inside a nexus task */
   NX_E_NOMEM = -2
 };
@@ -72,6 +77,15 @@ typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
 #define NX_PAGE_BITS 8
 #define NX_PAGE_SIZE (1u << NX_PAGE_BITS)
 
+/* Something a runtime owns besides its tasks (a socket, a signal handle,
+ * an async handle): nx_rt_close calls close() on each, before running the
+ * loop one last time so that their uv_close callbacks run. */
+typedef struct nx_owned nx_owned;
+struct nx_owned {
+  nx_owned *next, *prev;
+  void (*close)(nx_rt *rt, nx_owned *o);
+};
+
 struct nx_rt {
   uv_loop_t loop;
   uv_timer_t timer;             /* armed for the heap top when parking */
@@ -84,6 +98,7 @@ struct nx_rt {
   nx_task *cur;                 /* running task */
   nx_task *fatal;               /* unobserved error that stops the runtime */
   nx_deadline *dlfree;
+  nx_owned owned;               /* list head of what close() must close */
   int tasks_ref;                /* registry ref: table slot -> coroutine */
   int handles_ref;              /* registry ref: weak table slot -> handle */
   int refs;                     /* the runtime object and its keeper */
@@ -102,7 +117,10 @@ struct nx_rt {
 extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
 
 nx_rt *nx_rt_new(void);
+void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
+void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */
+void nx_disown(nx_rt *rt, nx_owned *o);
 void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
@@ -123,7 +141,17 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK };
 int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all);
 
-/* Waits of the current task; each returns an NX_ status. */
+/* Waits of the current task; each returns an NX_ status.
+ *
+ * nx_wait is the one way a component (channel, socket, token) suspends the
+ * running task: it records obj and cancel, then the Lua wrapper yields.
+ * Whoever completes the wait calls nx_task_wake(rt, t, NX_WAKE_OK); the
+ * component must then forget t. If the wait is abandoned instead (abort,
+ * timeout, runtime close), cancel(rt, t) runs once and must unlink t from
+ * obj. Either way exactly one of the two happens. t->wobj is obj until
+ * then. Waking a task that no longer waits is ignored (stale). */
+nx_task *nx_running(nx_rt *rt);                  /* may start a wait, or NULL */
+int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj);
 int nx_wait_sleep(nx_rt *rt, double deadline);
 int nx_wait_join(nx_rt *rt, nx_task *target);
 int nx_dl_push(nx_rt *rt, double deadline);
