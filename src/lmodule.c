@@ -14,6 +14,7 @@
 #include <lua.h>
 
 #include "nexus.h"
+#include "net.h"
 #include "rt.h"
 
 #define NX_RT_MT "nexus.runtime"
@@ -525,6 +526,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
+  nx_tcp_open, nx_udp_open, nx_dns_open,
   NULL,
 };
 
