@@ -4,6 +4,9 @@ local core = require "nexus.core"
 local runtime = require "nexus.runtime"
 local task = require "nexus.task"
 local time = require "nexus.time"
+local tcp = require "nexus.tcp"
+local udp = require "nexus.udp"
+local dns = require "nexus.dns"
 
 local M = {
   version = core.version,
@@ -12,6 +15,9 @@ local M = {
   spawn = task.spawn,
   current = task.current,
   yield = task.yield,
+  tcp = tcp,
+  udp = udp,
+  dns = dns,
 }
 
 for k, v in pairs(time) do M[k] = v end
