@@ -86,7 +86,7 @@ static int l_resolve(lua_State *L) {
   int family = (int)luaL_optinteger(L, 2, 0);
   nx_rt *rt = nx_net_task_rt(L, nx_cur_rt, fname);
   if (nx_dns_literal(L, name, family)) return 1;
-  void **ud = nx_net_newud(L, NX_DMT);
+  void **ud = nx_net_newud(L, NX_DMT, NX_TAG_DNS);
   nx_dnsreq *r = calloc(1, sizeof *r);
   if (!r) return nx_net_fail(L, UV_ENOMEM);
   r->rt = rt;
@@ -127,7 +127,7 @@ static void nx_dns_push(lua_State *L, const struct addrinfo *res) {
 /* core.dns_result(request): { ip, ... } | nil, err | WAIT */
 static int l_result(lua_State *L) {
   const char *fname = "nexus.dns.resolve";
-  nx_dnsreq *r = nx_net_check(L, 1, NX_DMT, fname, "a dns request");
+  nx_dnsreq *r = nx_net_check(L, 1, NX_TAG_DNS, fname, "a dns request");
   nx_rt *rt = nx_net_task_rt(L, r->rt, fname);
   if (!r->done) return nx_dns_wait(L, rt, r);
   if (r->status != 0) return nx_net_fail(L, r->status);

@@ -98,22 +98,22 @@ nx_rt *nx_net_task_rt(lua_State *L, nx_rt *rt, const char *fname) {
   return cur;
 }
 
-void *nx_net_check(lua_State *L, int idx, int mt, const char *fname, const char *what) {
-  if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
-    int ok = lua_rawequal(L, -1, mt);
-    lua_pop(L, 1);
-    if (ok) return *(void **)lua_touserdata(L, idx);
-  }
+void *nx_net_check(lua_State *L, int idx, uint32_t tag, const char *fname, const char *what) {
+  nx_ud *u;
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_objlen(L, idx) == sizeof *u
+      && (u = lua_touserdata(L, idx))->tag == tag && u->p)
+    return u->p;
   nx_net_error(L, "%s: expected %s, got %s", fname, what, nx_net_typename(L, idx));
   return NULL;
 }
 
-void **nx_net_newud(lua_State *L, int mt) {
-  void **p = lua_newuserdata(L, sizeof *p);
-  *p = NULL;
+void **nx_net_newud(lua_State *L, int mt, uint32_t tag) {
+  nx_ud *u = lua_newuserdata(L, sizeof *u);
+  u->p = NULL;
+  u->tag = tag;
   lua_pushvalue(L, mt);
   lua_setmetatable(L, -2);
-  return p;
+  return &u->p;
 }
 
 lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer lo,

@@ -88,7 +88,7 @@ static void nx_wake(nx_rt *rt, nx_task **slot) {
 /* Pushes a new stream userdata; NULL if out of memory. If libuv refused
  * the handle, the stream is born closed (s->nh.hclosing). */
 static nx_stream *nx_stream_new(lua_State *L, nx_rt *rt, size_t rhigh, size_t whigh) {
-  void **ud = nx_net_newud(L, NX_SMT);
+  void **ud = nx_net_newud(L, NX_SMT, NX_TAG_STREAM);
   nx_stream *s = calloc(1, sizeof *s);
   if (!s) return NULL;
   int rc = uv_tcp_init(&rt->loop, &s->nh.u.tcp);
@@ -251,7 +251,7 @@ static void nx_reader_cancel(nx_rt *rt, nx_task *t) {
 /* ---- argument checks ---- */
 
 static nx_stream *nx_check_stream(lua_State *L, const char *fname) {
-  return nx_net_check(L, 1, NX_SMT, fname, "a tcp stream");
+  return nx_net_check(L, 1, NX_TAG_STREAM, fname, "a tcp stream");
 }
 
 /* The runtime of a suspending call on s: raises outside its tasks. */
@@ -695,7 +695,7 @@ static void nx_acceptor_cancel(nx_rt *rt, nx_task *t) {
 }
 
 static nx_listener *nx_check_listener(lua_State *L, const char *fname) {
-  return nx_net_check(L, 1, NX_LMT, fname, "a tcp listener");
+  return nx_net_check(L, 1, NX_TAG_LISTENER, fname, "a tcp listener");
 }
 
 static void nx_listener_close(nx_listener *ln) {
@@ -721,7 +721,7 @@ static int l_listen(lua_State *L) {
   if (nx_net_addr(host, port, &ss) != 0)
     return nx_net_error(L, "%s: host must be an IP address, \"*\" or \"localhost\", got '%s'",
                         fname, host);
-  void **ud = nx_net_newud(L, NX_LMT);
+  void **ud = nx_net_newud(L, NX_LMT, NX_TAG_LISTENER);
   nx_listener *ln = calloc(1, sizeof *ln);
   if (!ln) return nx_net_fail(L, UV_ENOMEM);
   *ud = ln;

@@ -54,7 +54,7 @@ static void nx_udp_destroy(nx_nh *nh) {
 }
 
 static nx_udp *nx_check_udp(lua_State *L, const char *fname) {
-  return nx_net_check(L, 1, NX_UMT, fname, "a udp socket");
+  return nx_net_check(L, 1, NX_TAG_UDP, fname, "a udp socket");
 }
 
 static void nx_udp_wake(nx_udp *u) {
@@ -257,7 +257,7 @@ static int l_bind(lua_State *L) {
   size_t rhigh = (size_t)nx_net_optint(L, 3, 65536, 1, (lua_Integer)1 << 30, fname, "recv_high_water");
   size_t whigh = (size_t)nx_net_optint(L, 4, 65536, 1, (lua_Integer)1 << 30, fname, "send_high_water");
   nx_rt *rt = nx_net_task_rt(L, nx_cur_rt, fname);
-  void **ud = nx_net_newud(L, NX_UMT);
+  void **ud = nx_net_newud(L, NX_UMT, NX_TAG_UDP);
   nx_udp *u = calloc(1, sizeof *u);
   if (!u) return nx_net_fail(L, UV_ENOMEM);
   *ud = u;
