@@ -4,6 +4,7 @@ local core = require "nexus.core"
 local runtime = require "nexus.runtime"
 local task = require "nexus.task"
 local time = require "nexus.time"
+local channel = require "nexus.channel"
 
 local M = {
   version = core.version,
@@ -12,6 +13,7 @@ local M = {
   spawn = task.spawn,
   current = task.current,
   yield = task.yield,
+  channel = channel,
 }
 
 for k, v in pairs(time) do M[k] = v end

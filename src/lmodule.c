@@ -15,6 +15,7 @@
 
 #include "nexus.h"
 #include "rt.h"
+#include "chan.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -372,9 +373,13 @@ static int l_join(lua_State *L) {
   return n;
 }
 
-/* core.may_suspend(): may the running coroutine yield to the executor? */
+/* core.may_suspend(): 0 when the running coroutine may yield to the
+ * executor; 1 when it cannot yield at all (called through a C function);
+ * 2 when it is not the task's coroutine (the user's own, inside a task).
+ * One call for both checks: it sits on every wait's path. */
 static int l_may_suspend(lua_State *L) {
-  lua_pushboolean(L, nx_cur_rt && nx_may_suspend(nx_cur_rt, L));
+  int why = !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
+  lua_pushinteger(L, why);
   return 1;
 }
 
@@ -525,6 +530,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
+  nx_chan_open,
   NULL,
 };
 

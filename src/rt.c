@@ -203,10 +203,19 @@ void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
   t->cancel = NULL;
   t->wobj = NULL;
   t->wake = (int8_t)code;
+  t->wseq++;
+  nx_task_ready(rt, t);
+}
+
+void nx_task_grant(nx_rt *rt, nx_task *t) {
+  if (t->state != NX_WAITING) return;
+  t->wake = NX_WAKE_OK;
+  t->wseq++;
   nx_task_ready(rt, t);
 }
 
 void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
+  t->wseq++;
   if (t->cancel) {
     nx_cancel_fn fn = t->cancel;
     t->cancel = NULL;
@@ -230,6 +239,7 @@ int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
   t->wobj = obj;
   t->cancel = cancel;
   t->state = NX_WAITING;
+  t->wseq++;
   return NX_OK;
 }
 

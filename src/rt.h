@@ -69,6 +69,7 @@ struct nx_task {
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume */
   uint16_t ndl;                 /* timeout levels */
+  uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
 };
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
@@ -126,6 +127,12 @@ void nx_rt_close(nx_rt *rt, lua_State *L);
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
 void nx_task_ready(nx_rt *rt, nx_task *t);
 void nx_task_wake(nx_rt *rt, nx_task *t, int code);
+/* Ends t's wait with a grant t takes when it runs (a reserved channel
+ * slot): t is readied but keeps wobj and cancel, so that if t is aborted
+ * before it runs, cancel(rt, t) is called (with t->state == NX_READY) and
+ * can pass the grant on. The component recognises the holder by
+ * t->wobj/t->cancel and clears both when t takes the grant. */
+void nx_task_grant(nx_rt *rt, nx_task *t);
 void nx_task_cancel_wait(nx_rt *rt, nx_task *t);
 int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t);
