@@ -5,6 +5,7 @@ local runtime = require "nexus.runtime"
 local task = require "nexus.task"
 local time = require "nexus.time"
 local channel = require "nexus.channel"
+local cancel = require "nexus.cancel"
 
 local M = {
   version = core.version,
@@ -14,6 +15,7 @@ local M = {
   current = task.current,
   yield = task.yield,
   channel = channel,
+  cancel_token = cancel.token,
 }
 
 for k, v in pairs(time) do M[k] = v end

@@ -16,6 +16,7 @@
 #include "nexus.h"
 #include "rt.h"
 #include "chan.h"
+#include "cancel.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -531,6 +532,7 @@ static const luaL_Reg nx_funcs[] = {
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
   nx_chan_open,
+  nx_cancel_open,
   NULL,
 };
 

@@ -1,5 +1,6 @@
 /* rt.c - the executor: task records, ready queue, waits, the loop. */
 #include "rt.h"
+#include "cancel.h"
 
 #include <assert.h>
 #include <math.h>
@@ -143,6 +144,7 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
   t->joiner = NULL;
   t->dl = NULL;
   t->ndl = 0;
+  t->guards = NULL;
   rt->alive++;
   rt->st.spawned++;
   return t;
@@ -379,9 +381,10 @@ static void nx_capture_error(lua_State *L, nx_task *t) {
 
 static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   nx_dl_pop_task(rt, t, 1);
+  if (t->cancel) nx_task_cancel_wait(rt, t);   /* a wait it never yielded for */
   t->state = NX_DONE;
-  t->cancel = NULL;
   rt->alive--;
+  if (t->guards) nx_guards_fire(t);
   if (t->joiner) {
     nx_task *j = t->joiner;
     t->joiner = NULL;

@@ -35,7 +35,8 @@ enum {
   NX_OK = 0,
   NX_AGAIN = 1,         /* wait registered: yield, then try again */
   NX_E_NOTASK = -1,     /* not inside a nexus task */
-  NX_E_NOMEM = -2
+  NX_E_NOMEM = -2,
+  NX_E_OTHER_RT = -3    /* the object has waiters in another runtime */
 };
 
 /* task flags */
@@ -70,6 +71,7 @@ struct nx_task {
   uint16_t nargs;               /* arguments for the first resume */
   uint16_t ndl;                 /* timeout levels */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
+  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
 };
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
