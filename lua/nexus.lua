@@ -6,6 +6,7 @@ local task = require "nexus.task"
 local time = require "nexus.time"
 local channel = require "nexus.channel"
 local cancel = require "nexus.cancel"
+local shutdown = require "nexus.shutdown"
 
 local M = {
   version = core.version,
@@ -16,6 +17,8 @@ local M = {
   yield = task.yield,
   channel = channel,
   cancel_token = cancel.token,
+  shutdown_signal = shutdown.signal,
+  shutdown_handle = shutdown.handle,
 }
 
 for k, v in pairs(time) do M[k] = v end

@@ -6,6 +6,7 @@
  * as a table of function pointers (nx_api): a module opened by `require`
  * is loaded privately, so ffi.C could not find them by name.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -17,6 +18,7 @@
 #include "rt.h"
 #include "chan.h"
 #include "cancel.h"
+#include "shutdown.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -114,6 +116,10 @@ static int l_rt_new(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   rt->handles_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (int)rt->serial);
+  lua_pop(L, 1);
   return 1;
 }
 
@@ -411,9 +417,23 @@ static int nx_push_error(lua_State *L, nx_task *t) {
   return 2;
 }
 
+static const char *nx_signame(int signo) {
+  return signo == 2 ? "SIGINT" : signo == 15 ? "SIGTERM" : "a signal";
+}
+
+static _Thread_local int nx_last_interrupt;   /* for the nexus command's exit status */
+
 static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, const char *fname) {
   int n;
-  if (stop == NX_STOP_FATAL) {
+  if (stop == NX_STOP_INTERRUPT) {
+    int signo = rt->interrupted;
+    rt->interrupted = 0;
+    nx_last_interrupt = signo;
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "%s: interrupted by %s (signal %d): no task was waiting on the shutdown signal",
+                    fname, nx_signame(signo), signo);
+    n = 2;
+  } else if (stop == NX_STOP_FATAL) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
     n = nx_push_error(L, t);      /* onto L before the task's record may go */
@@ -430,19 +450,23 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     lua_pushboolean(L, 0);
     lua_pushfstring(L, "%s: the root task was aborted", fname);
     n = 2;
+  } else if (!root) {             /* quiesce: idle, or out of time */
+    if (stop == NX_STOP_TIMEOUT) lua_pushnil(L);
+    else lua_pushboolean(L, 1);
+    return 1;
   } else {
     lua_pushboolean(L, 1);
     n = nx_push_results(L, root) + 1;
   }
-  nx_task_unhold(rt, L, root);
+  if (root) nx_task_unhold(rt, L, root);
   return n;
 }
 
-static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, const char *fname) {
+static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, double until, const char *fname) {
   nx_rt *prev = nx_cur_rt;
   nx_cur_rt = rt;
   rt->driving = 1;
-  int stop = nx_rt_drive(rt, L, root, all);
+  int stop = nx_rt_drive(rt, L, root, all, until);
   rt->driving = 0;
   nx_cur_rt = prev;
   return nx_finish_drive(L, rt, root, stop, fname);
@@ -467,7 +491,7 @@ static int l_rt_block_on(lua_State *L) {
   root->flags |= NX_F_ROOT;
   root->holds++;
   lua_settop(L, 4);
-  return nx_drive(L, rt, root, all, fname);
+  return nx_drive(L, rt, root, all, INFINITY, fname);
 }
 
 /* rt:_adopt(): the running coroutine (a script's main chunk under the
@@ -506,14 +530,109 @@ static int l_rt_adopted_drive(lua_State *L) {
     nx_task_after_yield(rt, L, root);
   }
   lua_settop(L, 0);
-  return nx_drive(L, rt, root, 1, "main chunk");
+  return nx_drive(L, rt, root, 1, INFINITY, "main chunk");
+}
+
+/* ---- shutdown ---- */
+
+/* rt:shutdown_quiesce(secs): drives the tasks still alive until none is
+ * (true), or secs pass (nil), or one fails (false, err). */
+static int l_rt_quiesce(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "rt:shutdown_quiesce");
+  double secs = luaL_checknumber(L, 2);
+  nx_check_not_in_task(L, "rt:shutdown_quiesce");
+  if (rt->driving) return nx_error(L, "rt:shutdown_quiesce: the runtime is already running");
+  if (secs != secs || secs < 0)
+    return nx_error(L, "rt:shutdown_quiesce: secs must be a non-negative number");
+  lua_settop(L, 0);
+  return nx_drive(L, rt, NULL, 1, nx_now() + secs, "rt:shutdown_quiesce");
+}
+
+/* rt:_signals(): installs the SIGINT/SIGTERM handlers. */
+static int l_rt_signals(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "builder:signal_handlers");
+  int rc = nx_sd_install(rt);
+  if (rc != 0) return nx_error(L, "builder:signal_handlers: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_rt_trigger(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "shutdown_handle:trigger");
+  if (!rt->closed) nx_sd_trigger(rt, 0);
+  else rt->shut = 1;
+  return 0;
+}
+
+/* rt:_sd_state() -> shut, signo */
+static int l_rt_sd_state(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "rt:shutdown");
+  lua_pushboolean(L, rt->shut);
+  lua_pushinteger(L, rt->signo);
+  return 2;
+}
+
+/* rt:_sd_wait(fname) -> 0 (shut down) | 1 (yield, then call again); raises. */
+static int l_rt_sd_wait(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "shutdown_signal:wait");
+  const char *fname = luaL_checkstring(L, 2);
+  if (rt->shut) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  if (rt != nx_cur_rt) {
+    if (nx_cur_rt && nx_cur_rt->cur) return nx_error(L, "%s: the signal belongs to another runtime", fname);
+    lua_pushinteger(L, NX_E_NOTASK);
+    return 1;
+  }
+  int rc = nx_sd_wait(rt);
+  if (rc == NX_SD_BUSY)
+    return nx_error(L, "%s: another task is already waiting on the shutdown signal "
+                    "(it has a single waiter: fan out to several tasks with a cancel token)", fname);
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+static int l_rt_sd_stats(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "rt:shutdown_stats");
+  int owned = 0;
+  for (nx_owned *o = rt->owned.next; o && o != &rt->owned; o = o->next) owned++;
+  lua_createtable(L, 0, 6);
+  lua_pushboolean(L, rt->shut);
+  lua_setfield(L, -2, "shutdown");
+  if (rt->signo) {
+    lua_pushinteger(L, rt->signo);
+    lua_setfield(L, -2, "signal");
+  }
+  NX_STAT("aborted_tasks", rt->st.aborted);
+  NX_STAT("tasks_alive", rt->alive);
+  NX_STAT("open_handles", owned - (rt->sd ? 1 : 0));
+  lua_pushboolean(L, rt->sd != NULL);
+  lua_setfield(L, -2, "signal_handlers");
+  return 1;
+}
+
+/* core.current_runtime(): the runtime object being driven, or nothing. */
+static int l_current_runtime(lua_State *L) {
+  if (!nx_cur_rt) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
+  lua_rawgeti(L, -1, (int)nx_cur_rt->serial);
+  return 1;
+}
+
+/* core.last_interrupt(): the signal that last interrupted a runtime, or 0. */
+static int l_last_interrupt(lua_State *L) {
+  lua_pushinteger(L, nx_last_interrupt);
+  return 1;
 }
 
 /* ---- module ---- */
 
 static const luaL_Reg nx_rt_methods[] = {
   {"_block_on", l_rt_block_on}, {"_adopt", l_rt_adopt}, {"_adopted_drive", l_rt_adopted_drive},
-  {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close}, {NULL, NULL},
+  {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
+  {"shutdown_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
+  {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
+  {NULL, NULL},
 };
 
 static const luaL_Reg nx_task_methods[] = {
@@ -524,6 +643,7 @@ static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
   {"join", l_join}, {"abort", l_h_abort},
   {"may_suspend", l_may_suspend}, {"dl_bind", l_dl_bind},
+  {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {NULL, NULL},
 };
 
@@ -537,6 +657,13 @@ static const nx_opener nx_openers[] = {
 };
 
 int luaopen_nexus_core(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
+
   luaL_newmetatable(L, NX_RT_MT);
   lua_pushcfunction(L, l_rt_gc);
   lua_setfield(L, -2, "__gc");

@@ -470,15 +470,16 @@ static void nx_run_batch(nx_rt *rt, lua_State *L) {
   }
 }
 
-/* Parks in the loop until I/O or the earliest timer; 0 if nothing can
- * ever wake it (deadlock). */
-static int nx_park(nx_rt *rt) {
+/* Parks in the loop until I/O, the earliest timer or `until`; 0 if
+ * nothing can ever wake it (deadlock). */
+static int nx_park(nx_rt *rt, double until) {
   nx_timer *top = nx_heap_peek(&rt->heap);
-  if (top) {
+  double at = top && top->deadline < until ? top->deadline : until;
+  if (at < INFINITY) {
     /* libuv timers count whole milliseconds from a cached loop time: round
      * up, and the next cycle re-checks with a fresh clock, so a wake-up
      * that comes early only re-arms; a timer never fires early. */
-    double ms = ceil((top->deadline - nx_now()) * 1000.0);
+    double ms = ceil((at - nx_now()) * 1000.0);
     if (ms > 1e12) ms = 1e12;                      /* sleep(math.huge) */
     uv_update_time(&rt->loop);
     uv_timer_start(&rt->timer, nx_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
@@ -491,16 +492,35 @@ static int nx_park(nx_rt *rt) {
   return 1;
 }
 
-int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
+/* Every task ends as aborted: the runtime was interrupted or closes. */
+void nx_rt_abort_all(nx_rt *rt, lua_State *L) {
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    nx_task *t = nx_slot(rt, s);
+    if (t->state != NX_FREE && t->state != NX_DONE && nx_task_abort(rt, L, t)) rt->st.aborted++;
+  }
+}
+
+static int nx_stop_now(nx_rt *rt, lua_State *L, nx_task *root, int all) {
+  if (rt->fatal) return NX_STOP_FATAL;
+  if (rt->interrupted) {
+    nx_rt_abort_all(rt, L);
+    return NX_STOP_INTERRUPT;
+  }
+  if (root ? root->state == NX_DONE && (!all || rt->alive == 0) : rt->alive == 0) return NX_STOP_DONE;
+  return -1;
+}
+
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   uint32_t ticks = 0;
+  int stop;
   for (;;) {
     nx_run_batch(rt, L);
-    if (rt->fatal) return NX_STOP_FATAL;
-    if (root->state == NX_DONE && (!all || rt->alive == 0)) return NX_STOP_DONE;
+    if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();
     rt->event_time = now;
     rt->st.cycles++;
     nx_fire_timers(rt, now);
+    if (now >= until) return NX_STOP_TIMEOUT;
     if (rt->qn) {
       if (++ticks >= rt->event_interval) {
         ticks = 0;
@@ -510,7 +530,8 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
       continue;
     }
     ticks = 0;
-    if (!nx_park(rt)) return NX_STOP_DEADLOCK;
+    if (!nx_park(rt, until)) return NX_STOP_DEADLOCK;
+    if (rt->interrupted && (stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
   }
 }
 
@@ -519,10 +540,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
 void nx_rt_close(nx_rt *rt, lua_State *L) {
   if (rt->closed) return;
   rt->closed = 1;
-  for (uint32_t s = 0; s < rt->nslots; s++) {
-    nx_task *t = nx_slot(rt, s);
-    if (t->state != NX_FREE && t->state != NX_DONE) nx_task_abort(rt, L, t);
-  }
+  nx_rt_abort_all(rt, L);
   if (rt->fatal) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;

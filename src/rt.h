@@ -102,6 +102,11 @@ struct nx_rt {
   nx_task *fatal;               /* unobserved error that stops the runtime */
   nx_deadline *dlfree;
   nx_owned owned;               /* list head of what close() must close */
+  struct nx_shutdown *sd;       /* signal handlers, if installed */
+  nx_task *sd_waiter;           /* the one task waiting on the shutdown signal */
+  int signo;                    /* the signal that shut it down, or 0 */
+  int interrupted;              /* a signal found no waiter: abort everything */
+  uint8_t shut;                 /* shutdown triggered */
   int tasks_ref;                /* registry ref: table slot -> coroutine */
   int handles_ref;              /* registry ref: weak table slot -> handle */
   int refs;                     /* the runtime object and its keeper */
@@ -113,7 +118,7 @@ struct nx_rt {
   uint32_t serial;              /* unique per process: tells runtimes apart */
   uint64_t next_id;
   struct {
-    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors;
+    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted;
   } st;
 };
 
@@ -146,9 +151,11 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
 enum { NX_FIN_OK, NX_FIN_RAW };
 void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 
-/* Executor: stop when root is done (and, if all, every task is). */
-enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK };
-int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all);
+/* Executor: stop when root is done (and, if all, every task is; with no
+ * root, when every task is), or at `until` (nx_now() seconds). */
+enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK, NX_STOP_INTERRUPT, NX_STOP_TIMEOUT };
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until);
+void nx_rt_abort_all(nx_rt *rt, lua_State *L);
 
 /* Waits of the current task; each returns an NX_ status.
  *

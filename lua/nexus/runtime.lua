@@ -3,6 +3,7 @@
 local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
+local shutdown = require "nexus.shutdown"
 
 local type, error, setmetatable, pcall, tostring = type, error, setmetatable, pcall, tostring
 local floor = math.floor
@@ -25,7 +26,17 @@ function M.builder(world)
   if world ~= nil and type(world) ~= "table" and type(world) ~= "userdata" then
     error("nexus.runtime.builder: world must be a World, got " .. type(world), 2)
   end
-  return setmetatable({ world = world, tpc = 64, ei = 61, report = false }, Builder)
+  return setmetatable({ world = world, tpc = 64, ei = 61, report = false, signals = M._command }, Builder)
+end
+
+-- SIGINT/SIGTERM trigger the shutdown signal (default: on under the
+-- nexus command, off under plain luajit).
+function Builder:signal_handlers(on)
+  if type(on) ~= "boolean" then
+    error("builder:signal_handlers: expected a boolean, got " .. type(on), 2)
+  end
+  self.signals = on
+  return self
 end
 
 function Builder:tasks_per_cycle(n)
@@ -51,6 +62,7 @@ end
 function Builder:build()
   local rt = core.runtime_new()
   rt:_config(self.tpc, self.ei, self.report)
+  if self.signals then rt:_signals() end
   worlds[rt] = self.world
   return rt
 end
@@ -76,6 +88,7 @@ function rt_methods.block_on_busy(rt, fn, ...)
 end
 
 function rt_methods.world(rt) return worlds[rt] end
+function rt_methods.shutdown_handle(rt) return shutdown.handle_of(rt) end
 
 local function close_and_return(rt, ok, ...)
   rt:close()
@@ -100,6 +113,7 @@ end
 -- luajit. The first time it suspends or spawns, it is adopted as the root
 -- task of an implicit runtime that the command then drives to the end.
 local pending, implicit
+M._command = false     -- set by the nexus command: signal handlers default on
 
 function M._set_pending(co) pending, implicit = co, nil end
 function M._implicit() return implicit end
