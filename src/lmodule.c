@@ -178,6 +178,9 @@ static int l_rt_stats(lua_State *L) {
   NX_STAT("ready", rt->qn);
   NX_STAT("task_errors", rt->st.errors);
   NX_STAT("task_slots", rt->nslots);
+  NX_STAT("sweeps", rt->st.sweeps);
+  NX_STAT("pool_size", rt->pool_size);
+  NX_STAT("pool_free", rt->npool_free);
   lua_pushboolean(L, rt->closed);
   lua_setfield(L, -2, "closed");
   return 1;
@@ -198,6 +201,7 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   lua_rawgeti(L, -1, 0);
   lua_setfenv(L, -3);
   lua_pop(L, 1);
+  if (t->flags & NX_F_POOLED) return;   /* its slot is reused: no canonical handle */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (int)t->slot + 1);
@@ -218,7 +222,15 @@ static nx_handle *nx_check_handle(lua_State *L, int idx, const char *fname) {
   return h;
 }
 
-static int nx_handle_done(const nx_handle *h) { return !h->t || h->t->state == NX_DONE; }
+/* A pooled task's record is reused once it ends: the id tells. */
+static nx_task *nx_handle_task(const nx_handle *h) {
+  return h->t && h->t->id == h->id && h->t->state != NX_FREE ? h->t : NULL;
+}
+
+static int nx_handle_done(const nx_handle *h) {
+  nx_task *t = nx_handle_task(h);
+  return !t || t->state == NX_DONE;
+}
 static int nx_handle_end(const nx_handle *h) { return h->t ? h->t->end : h->end; }
 
 /* The outcome was handed over: the coroutine holding it can go (unless
@@ -285,7 +297,7 @@ static int l_h_finished(lua_State *L) {
 
 static int l_h_abort(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:abort");
-  if (!h->t) {
+  if (!nx_handle_task(h)) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -304,7 +316,7 @@ static int l_h_tostring(lua_State *L) {
     int e = nx_handle_end(h);
     st = e == NX_END_OK ? "finished" : e == NX_END_ERROR ? "failed" : "aborted";
   } else {
-    st = nx_state_names[h->t->state];
+    st = nx_state_names[nx_handle_task(h)->state];
   }
   lua_pushfstring(L, "nexus.task(%d, %s)", (int)h->id, st);
   return 1;
@@ -355,6 +367,9 @@ static int l_join(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, fname);
   nx_task *t = h->t;
   if (!t) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (t->flags & NX_F_POOLED)
+    return nx_error(L, "%s: task %d is a pooled task (spawn_pooled): its outcome is not kept",
+                    fname, (int)h->id);
   if (t->state != NX_DONE) return nx_join_wait(L, h, fname);
   lua_settop(L, 1);
   int n;
@@ -533,6 +548,101 @@ static int l_rt_adopted_drive(lua_State *L) {
   return nx_drive(L, rt, root, 1, INFINITY, "main chunk");
 }
 
+/* ---- the task pool ---- */
+
+#define NX_CLAIM_MT "nexus.claim"
+typedef struct nx_claim {
+  nx_rt *rt;          /* NULL once used or released */
+  nx_task *t;
+} nx_claim;
+
+static int nx_pool_error(lua_State *L, int rc, const char *fname) {
+  if (rc == NX_POOL_NONE)
+    return nx_error(L, "%s: this runtime has no task pool (configure one with builder:task_pool(n))", fname);
+  if (rc == NX_POOL_FULL)
+    return nx_error(L, "%s: the bounded task pool is full (%d tasks)", fname, (int)nx_cur_rt->pool_size);
+  return nx_error(L, "%s: out of memory", fname);
+}
+
+/* rt:_pool(n, bounded) */
+static int l_rt_pool(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "builder:task_pool");
+  if (nx_pool_config(rt, L, (uint32_t)luaL_checkinteger(L, 2), lua_toboolean(L, 3)) != 0)
+    return nx_error(L, "builder:task_pool: out of memory");
+  return 0;
+}
+
+/* core.spawn_pooled(fn, ...) -> true, or nothing when no runtime runs. */
+static int l_spawn_pooled(lua_State *L) {
+  nx_rt *rt = nx_cur_rt;
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return nx_error(L, "nexus.spawn_pooled: expected a function, got %s", luaL_typename(L, 1));
+  if (!rt) return 0;
+  int nargs = lua_gettop(L) - 1;
+  if (nargs > 65534) return nx_error(L, "nexus.spawn_pooled: too many arguments (%d)", nargs);
+  nx_task *t;
+  int rc = nx_pool_take(rt, L, &t);
+  if (rc != NX_OK) return nx_pool_error(L, rc, "nexus.spawn_pooled");
+  nx_pool_start(rt, L, t, nargs);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.try_claim() -> claim | false (bounded pool full) | nothing (no runtime) */
+static int l_try_claim(lua_State *L) {
+  nx_rt *rt = nx_cur_rt;
+  if (!rt) return 0;
+  nx_task *t;
+  int rc = nx_pool_take(rt, L, &t);
+  if (rc == NX_POOL_FULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc != NX_OK) return nx_pool_error(L, rc, "nexus.try_claim");
+  nx_claim *c = lua_newuserdata(L, sizeof *c);
+  c->rt = rt;
+  c->t = t;
+  nx_rt_ref(rt);
+  luaL_getmetatable(L, NX_CLAIM_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static void nx_claim_drop(nx_claim *c) {
+  nx_rt *rt = c->rt;
+  c->rt = NULL;
+  if (!rt->closed) nx_pool_give(rt, c->t);
+  nx_rt_unref(rt);
+}
+
+/* claim:spawn(fn, ...) */
+static int l_claim_spawn(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  if (!c->rt) return nx_error(L, "claim:spawn: the claim was already used or released");
+  if (lua_type(L, 2) != LUA_TFUNCTION)
+    return nx_error(L, "claim:spawn: expected a function, got %s", luaL_typename(L, 2));
+  nx_rt *rt = c->rt;
+  if (rt->closed) return nx_error(L, "claim:spawn: the runtime is closed");
+  int nargs = lua_gettop(L) - 2;
+  if (nargs > 65534) return nx_error(L, "claim:spawn: too many arguments (%d)", nargs);
+  c->rt = NULL;
+  nx_pool_start(rt, L, c->t, nargs);
+  nx_rt_unref(rt);
+  return 0;
+}
+
+static int l_claim_release(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  if (c->rt) nx_claim_drop(c);
+  return 0;
+}
+
+static int l_claim_tostring(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  lua_pushstring(L, c->rt ? "nexus.claim(held)" : "nexus.claim(used)");
+  return 1;
+}
+
 /* ---- shutdown ---- */
 
 /* rt:shutdown_quiesce(secs): drives the tasks still alive until none is
@@ -632,6 +742,7 @@ static const luaL_Reg nx_rt_methods[] = {
   {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
   {"shutdown_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
   {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
+  {"_pool", l_rt_pool},
   {NULL, NULL},
 };
 
@@ -644,6 +755,7 @@ static const luaL_Reg nx_funcs[] = {
   {"join", l_join}, {"abort", l_h_abort},
   {"may_suspend", l_may_suspend}, {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
+  {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},
   {NULL, NULL},
 };
 
@@ -669,6 +781,19 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_newtable(L);
   luaL_register(L, NULL, nx_rt_methods);
+  lua_setfield(L, -2, "__index");
+  lua_pop(L, 1);
+
+  luaL_newmetatable(L, NX_CLAIM_MT);
+  lua_pushcfunction(L, l_claim_release);
+  lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_claim_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  lua_pushcfunction(L, l_claim_spawn);
+  lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, l_claim_release);
+  lua_setfield(L, -2, "release");
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 

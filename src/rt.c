@@ -28,6 +28,7 @@ nx_rt *nx_rt_new(void) {
   rt->owned.next = rt->owned.prev = &rt->owned;
   rt->refs = 2;
   rt->tasks_per_cycle = 64;
+  rt->sweep_at = 256;
   rt->event_interval = 61;
   rt->next_id = 1;
   rt->serial = ++nx_rt_serial;
@@ -98,6 +99,7 @@ static void nx_zombie(nx_rt *rt, nx_task *t) {
 
 static void nx_sweep(nx_rt *rt, lua_State *L) {
   uint32_t keep = 0;
+  rt->st.sweeps++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   for (uint32_t i = 0; i < rt->nzomb; i++) {
@@ -126,17 +128,11 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
 }
 
 /* Takes a free record; the caller anchors the coroutine in the tasks table. */
-nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
-  if (rt->nzomb && (rt->nfree == 0 || (rt->nzomb >= 256 && rt->nzomb >= rt->alive)))
-    nx_sweep(rt, L);
-  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
-  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
-  t->co = NULL;
+static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->id = rt->next_id++;
   t->holds = 0;
   t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
   t->end = NX_END_OK;
-  t->flags = 0;
   t->wake = 0;
   t->nargs = 0;
   t->cancel = NULL;
@@ -147,11 +143,109 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
   t->guards = NULL;
   rt->alive++;
   rt->st.spawned++;
+}
+
+/* Takes a free record; the caller anchors the coroutine in the tasks table. */
+nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
+  /* Sweep when the zombies have doubled since the last sweep: a sweep that
+   * finds the handles still alive (not yet collected) must not run again
+   * at every spawn, which would make spawning quadratic. */
+  if (rt->nzomb >= rt->sweep_at) {
+    nx_sweep(rt, L);
+    rt->sweep_at = rt->nzomb * 2 > 256 ? rt->nzomb * 2 : 256;
+  }
+  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
+  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  t->co = NULL;
+  t->flags = 0;
+  nx_task_init(rt, t);
   return t;
+}
+
+/* ---- the task pool (spawn_pooled) ----
+ *
+ * Pool records are task slots set aside for good, each with a coroutine
+ * anchored at its slot in the tasks table. A pooled task has no handle:
+ * when it ends its outcome is dropped and, if it returned normally, its
+ * coroutine (status 0 again, so lua_resume calls a new function on it) and
+ * its record go back to the pool. One that failed or was aborted gets a
+ * fresh coroutine: only that path allocates. */
+
+static int nx_pool_thread(nx_rt *rt, lua_State *L, nx_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  t->co = lua_newthread(L);
+  lua_rawseti(L, -2, (int)t->slot + 1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int nx_pool_add(nx_rt *rt, lua_State *L) {
+  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return -1;
+  uint32_t *pf = realloc(rt->pool_free, (rt->pool_size + 1) * sizeof *pf);
+  if (!pf) return -1;
+  rt->pool_free = pf;
+  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  t->flags = NX_F_POOLED;
+  t->state = NX_FREE;
+  nx_pool_thread(rt, L, t);
+  rt->pool_size++;
+  rt->pool_free[rt->npool_free++] = t->slot;
+  return 0;
+}
+
+int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded) {
+  rt->pool_bounded = (uint8_t)bounded;
+  rt->pool_on = 1;
+  while (rt->pool_size < n)
+    if (nx_pool_add(rt, L) != 0) return -1;
+  return 0;
+}
+
+/* A pool record for a claim or a spawn: NX_OK, NX_E_NOMEM, or
+ * NX_POOL_NONE / NX_POOL_FULL. */
+int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out) {
+  if (!rt->pool_on) return NX_POOL_NONE;
+  if (rt->npool_free == 0) {
+    if (rt->pool_bounded) return NX_POOL_FULL;
+    if (nx_pool_add(rt, L) != 0) return NX_E_NOMEM;
+  }
+  *out = nx_slot(rt, rt->pool_free[--rt->npool_free]);
+  return NX_OK;
+}
+
+void nx_pool_give(nx_rt *rt, nx_task *t) {
+  t->state = NX_FREE;
+  t->flags = NX_F_POOLED;
+  rt->pool_free[rt->npool_free++] = t->slot;
+}
+
+/* Starts a taken pool record: the function and its arguments are the
+ * top nargs + 1 values of L. */
+void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs) {
+  nx_task_init(rt, t);
+  t->flags = NX_F_POOLED;
+  t->nargs = (uint16_t)nargs;
+  lua_xmove(L, t->co, nargs + 1);
+  nx_task_ready(rt, t);
+}
+
+static void nx_pool_recycle(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (rt->closed) {                    /* going away: nothing to reuse */
+    nx_task_drop_co(rt, L, t);
+    t->state = NX_FREE;
+    return;
+  }
+  if (t->co && t->end == NX_END_OK && lua_status(t->co) == 0) lua_settop(t->co, 0);
+  else nx_pool_thread(rt, L, t);
+  nx_pool_give(rt, t);
 }
 
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->holds || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
+  if (t->flags & NX_F_POOLED) {
+    nx_pool_recycle(rt, L, t);
+    return;
+  }
   if (t->flags & NX_F_CONSUMED) nx_task_drop_co(rt, L, t);
   nx_zombie(rt, t);
 }
@@ -581,6 +675,7 @@ void nx_rt_ref(nx_rt *rt) { rt->refs++; }
 void nx_rt_unref(nx_rt *rt) {
   if (--rt->refs > 0) return;
   free(rt->zomb);
+  free(rt->pool_free);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
   free(rt->freev);

@@ -46,6 +46,7 @@ enum {
 #define NX_F_FATAL    0x08u   /* error stopped the runtime */
 #define NX_F_ZOMBIE   0x10u   /* ended; in the zombie list until swept */
 #define NX_F_CONSUMED 0x20u   /* its outcome was handed over by join */
+#define NX_F_POOLED   0x40u   /* a task-pool record: reused, never freed */
 
 struct nx_deadline {            /* one level of nexus.timeout in a task */
   nx_timer tm;                  /* first: the heap hands back nx_timer* */
@@ -111,6 +112,9 @@ struct nx_rt {
   int handles_ref;              /* registry ref: weak table slot -> handle */
   int refs;                     /* the runtime object and its keeper */
   uint32_t *zomb, nzomb, zcap;  /* ended tasks whose slot may come back */
+  uint32_t sweep_at;            /* sweep the zombies when there are this many */
+  uint32_t *pool_free, npool_free, pool_size;   /* the task pool */
+  uint8_t pool_on, pool_bounded;
   uint32_t tasks_per_cycle, event_interval;
   uint8_t report_errors, closed, driving, busy;
   double event_time;
@@ -118,7 +122,7 @@ struct nx_rt {
   uint32_t serial;              /* unique per process: tells runtimes apart */
   uint64_t next_id;
   struct {
-    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted;
+    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
   } st;
 };
 
@@ -133,6 +137,13 @@ void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
 void nx_task_ready(nx_rt *rt, nx_task *t);
+
+/* The task pool (spawn_pooled, claims). */
+enum { NX_POOL_NONE = -10, NX_POOL_FULL = -11 };
+int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded);
+int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out);
+void nx_pool_give(nx_rt *rt, nx_task *t);                 /* an unused claim */
+void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
 void nx_task_wake(nx_rt *rt, nx_task *t, int code);
 /* Ends t's wait with a grant t takes when it runs (a reserved channel
  * slot): t is readied but keeps wobj and cancel, so that if t is aborted

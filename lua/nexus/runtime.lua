@@ -5,7 +5,7 @@ local api = require "nexus.api"
 local util = require "nexus.util"
 local shutdown = require "nexus.shutdown"
 
-local type, error, setmetatable, pcall, tostring = type, error, setmetatable, pcall, tostring
+local type, error, setmetatable, pcall, tostring, pairs = type, error, setmetatable, pcall, tostring, pairs
 local floor = math.floor
 local corunning = coroutine.running
 
@@ -51,6 +51,22 @@ function Builder:event_interval(n)
   return self
 end
 
+-- n pre-created pooled tasks (spawn_pooled, try_claim); bounded: never more.
+function Builder:task_pool(n, opts)
+  check_count("builder:task_pool", n)
+  if opts ~= nil and type(opts) ~= "table" then
+    error("builder:task_pool: options must be a table, got " .. type(opts), 2)
+  end
+  local bounded = false
+  for k, v in pairs(opts or {}) do
+    if k ~= "bounded" then error("builder:task_pool: unknown option '" .. tostring(k) .. "'", 2) end
+    if type(v) ~= "boolean" then error("builder:task_pool: bounded must be a boolean, got " .. type(v), 2) end
+    bounded = v
+  end
+  self.pool, self.pool_bounded = n, bounded
+  return self
+end
+
 function Builder:on_task_error(mode)
   if mode ~= "abort" and mode ~= "report" then
     error("builder:on_task_error: expected \"abort\" or \"report\", got " .. tostring(mode), 2)
@@ -63,6 +79,7 @@ function Builder:build()
   local rt = core.runtime_new()
   rt:_config(self.tpc, self.ei, self.report)
   if self.signals then rt:_signals() end
+  if self.pool then rt:_pool(self.pool, self.pool_bounded) end
   worlds[rt] = self.world
   return rt
 end
