@@ -36,8 +36,8 @@ static int nx_error(lua_State *L, const char *fmt, ...) {
 /* A task handle: one per task (the weak slot -> handle table finds it
  * again for nexus.current()), with no finalizer. join/result consume it
  * (as ngx.thread.wait and fiber:join do): the outcome is handed over and
- * the task's slot can come back. Its environment is the runtime's env
- * table, whose keeper userdata keeps the runtime's C struct alive. */
+ * the task's slot can come back. It does not keep its runtime's memory
+ * alive: every use checks nx_rt_live first. */
 typedef struct nx_handle {
   nx_rt *rt;          /* NULL once consumed */
   nx_task *t;         /* NULL once consumed */
@@ -48,7 +48,6 @@ typedef struct nx_handle {
 
 #define NX_UV_TASK_MT lua_upvalueindex(1)      /* the handle metatable */
 
-#define NX_RT_KEEP_MT "nexus.runtime.keeper"
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
 
 /* ---- FFI entry points: act on the running task of the current runtime ---- */
@@ -102,13 +101,6 @@ static int l_rt_new(lua_State *L) {
   if (!(b->rt = nx_rt_new())) return nx_error(L, "nexus.runtime: cannot create the event loop");
   nx_rt *rt = b->rt;
   lua_newtable(L);                               /* tasks: slot -> coroutine */
-  lua_createtable(L, 1, 0);                      /* env of every handle */
-  nx_rtbox *keep = lua_newuserdata(L, sizeof *keep);
-  keep->rt = rt;
-  luaL_getmetatable(L, NX_RT_KEEP_MT);
-  lua_setmetatable(L, -2);
-  lua_rawseti(L, -2, 1);
-  lua_rawseti(L, -2, 0);                         /* tasks[0] = env */
   rt->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                               /* slot -> handle, weak */
   lua_createtable(L, 0, 1);
@@ -121,16 +113,6 @@ static int l_rt_new(lua_State *L) {
   lua_rawseti(L, -2, (int)rt->serial);
   lua_pop(L, 1);
   return 1;
-}
-
-static int l_keep_gc(lua_State *L) {
-  nx_rtbox *b = lua_touserdata(L, 1);
-  if (b && b->rt) {
-    nx_rt *rt = b->rt;
-    b->rt = NULL;
-    nx_rt_unref(rt);
-  }
-  return 0;
 }
 
 static int l_rt_gc(lua_State *L) {
@@ -197,10 +179,6 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   h->end = 0;
   lua_pushvalue(L, NX_UV_TASK_MT);
   lua_setmetatable(L, -2);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-  lua_rawgeti(L, -1, 0);
-  lua_setfenv(L, -3);
-  lua_pop(L, 1);
   if (t->flags & NX_F_POOLED) return;   /* its slot is reused: no canonical handle */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
   lua_pushvalue(L, -2);
@@ -222,16 +200,22 @@ static nx_handle *nx_check_handle(lua_State *L, int idx, const char *fname) {
   return h;
 }
 
-/* A pooled task's record is reused once it ends: the id tells. */
+/* The handle's task record, or NULL once it is gone: consumed by join,
+ * reused by another pooled task (the id tells), or freed with its runtime
+ * (handles do not keep a runtime's memory: nx_rt_live checks it). */
 static nx_task *nx_handle_task(const nx_handle *h) {
-  return h->t && h->t->id == h->id && h->t->state != NX_FREE ? h->t : NULL;
+  if (!h->t || !nx_rt_live(h->rt, h->rt_serial)) return NULL;
+  return h->t->id == h->id && h->t->state != NX_FREE ? h->t : NULL;
 }
 
 static int nx_handle_done(const nx_handle *h) {
   nx_task *t = nx_handle_task(h);
   return !t || t->state == NX_DONE;
 }
-static int nx_handle_end(const nx_handle *h) { return h->t ? h->t->end : h->end; }
+static int nx_handle_end(const nx_handle *h) {
+  nx_task *t = nx_handle_task(h);
+  return t ? t->end : h->t ? NX_END_ABORTED : h->end;
+}
 
 /* The outcome was handed over: the coroutine holding it can go (unless
  * block_on still reads it), and the slot at the next sweep. */
@@ -367,6 +351,8 @@ static int l_join(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, fname);
   nx_task *t = h->t;
   if (!t) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (!nx_rt_live(h->rt, h->rt_serial))
+    return nx_error(L, "%s: the runtime of task %d is gone", fname, (int)h->id);
   if (t->flags & NX_F_POOLED)
     return nx_error(L, "%s: task %d is a pooled task (spawn_pooled): its outcome is not kept",
                     fname, (int)h->id);
@@ -797,10 +783,6 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
-  luaL_newmetatable(L, NX_RT_KEEP_MT);
-  lua_pushcfunction(L, l_keep_gc);
-  lua_setfield(L, -2, "__gc");
-  lua_pop(L, 1);
 
   /* The task handle metatable (no __gc: see nx_handle). Every function
    * that makes or checks handles gets it as upvalue 1. */

@@ -13,6 +13,29 @@
 _Thread_local nx_rt *nx_cur_rt;
 static _Thread_local uint32_t nx_rt_serial;
 
+/* Live runtimes by serial: objects that outlive their runtime (task
+ * handles) check here instead of keeping its memory alive. */
+static _Thread_local nx_rt **nx_rts;
+static _Thread_local uint32_t nx_nrts;
+
+int nx_rt_live(const nx_rt *rt, uint32_t serial) {
+  return serial < nx_nrts && nx_rts[serial] == rt;
+}
+
+static int nx_rt_register(nx_rt *rt) {
+  if (rt->serial >= nx_nrts) {
+    uint32_t n = nx_nrts ? nx_nrts * 2 : 16;
+    while (n <= rt->serial) n *= 2;
+    nx_rt **v = realloc(nx_rts, n * sizeof *v);
+    if (!v) return -1;
+    for (uint32_t i = nx_nrts; i < n; i++) v[i] = NULL;
+    nx_rts = v;
+    nx_nrts = n;
+  }
+  nx_rts[rt->serial] = rt;
+  return 0;
+}
+
 static void nx_timer_cb(uv_timer_t *h) { (void)h; }   /* only wakes the loop */
 
 nx_rt *nx_rt_new(void) {
@@ -26,14 +49,17 @@ nx_rt *nx_rt_new(void) {
   if (!rt->q) goto fail_loop;
   rt->tasks_ref = rt->handles_ref = LUA_NOREF;
   rt->owned.next = rt->owned.prev = &rt->owned;
-  rt->refs = 2;
+  rt->refs = 1;
   rt->tasks_per_cycle = 64;
   rt->sweep_at = 256;
   rt->event_interval = 61;
   rt->next_id = 1;
   rt->serial = ++nx_rt_serial;
   rt->event_time = nx_now();
+  if (nx_rt_register(rt) != 0) goto fail_q;
   return rt;
+fail_q:
+  free(rt->q);
 fail_loop:
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
@@ -56,12 +82,20 @@ static int nx_grow_slots(nx_rt *rt) {
   uint32_t *freev = realloc(rt->freev, (rt->nslots + NX_PAGE_SIZE) * sizeof *freev);
   if (!freev) return -1;
   rt->freev = freev;
-  nx_task *page = calloc(NX_PAGE_SIZE, sizeof *page);
+  /* Not calloc: a record is initialised when taken (nx_task_new); here
+   * only what is read of a free record. */
+  nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
   if (!page) return -1;
   rt->pages[rt->npages++] = page;
   /* Push in reverse so low slots are handed out first (dense Lua array). */
   for (uint32_t i = NX_PAGE_SIZE; i-- > 0;) {
-    page[i].slot = rt->nslots + i;
+    nx_task *t = &page[i];
+    t->slot = rt->nslots + i;
+    t->state = NX_FREE;
+    t->flags = 0;
+    t->co = NULL;
+    t->tm.armed = 0;
+    t->qseq = t->wseq = 0;
     rt->freev[rt->nfree++] = rt->nslots + i;
   }
   rt->nslots += NX_PAGE_SIZE;
@@ -674,6 +708,7 @@ void nx_rt_ref(nx_rt *rt) { rt->refs++; }
  * last handle does. The struct is freed after both. */
 void nx_rt_unref(nx_rt *rt) {
   if (--rt->refs > 0) return;
+  nx_rts[rt->serial] = NULL;
   free(rt->zomb);
   free(rt->pool_free);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);

@@ -110,7 +110,7 @@ struct nx_rt {
   uint8_t shut;                 /* shutdown triggered */
   int tasks_ref;                /* registry ref: table slot -> coroutine */
   int handles_ref;              /* registry ref: weak table slot -> handle */
-  int refs;                     /* the runtime object and its keeper */
+  int refs;                     /* the runtime object, claims, sockets... */
   uint32_t *zomb, nzomb, zcap;  /* ended tasks whose slot may come back */
   uint32_t sweep_at;            /* sweep the zombies when there are this many */
   uint32_t *pool_free, npool_free, pool_size;   /* the task pool */
@@ -130,6 +130,7 @@ extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
+int nx_rt_live(const nx_rt *rt, uint32_t serial); /* rt (of that serial) not freed yet */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */
 void nx_disown(nx_rt *rt, nx_owned *o);
