@@ -50,9 +50,10 @@ int nx_sd_wait(nx_rt *rt) {
   return NX_AGAIN;
 }
 
+/* libuv runs close callbacks in no promised order: free after both. */
 static void nx_sd_free_cb(uv_handle_t *h) {
   nx_shutdown *sd = h->data;
-  if (h == (uv_handle_t *)&sd->sig[1]) free(sd);   /* closed in order */
+  if (++sd->closed == 2) free(sd);
 }
 
 static void nx_sd_close(nx_rt *rt, nx_owned *o) {
