@@ -27,4 +27,23 @@ describe("channel", function()
       assert.are.same({ n = 2, nil, "closed" }, r)
     end)
   end)
+  describe("a granted sender aborted after every sender closed", function()
+    it("wakes the waiting receiver with nil, \"closed\" (no hang)", function()
+      local r = run(function()
+        local tx, rx = nexus.channel(1)
+        tx:send(1)
+        local s2 = nexus.spawn(function() tx:send(2) end)
+        nexus.yield()                    -- s2 waits for room
+        tx:close()                       -- the only sender object
+        local h = nexus.spawn(function()
+          local a = rx:recv()            -- takes 1: s2 is granted the room
+          return pack(a, rx:recv())      -- waits for s2's value
+        end)
+        nexus.yield()                    -- h ran; s2 is queued after us
+        assert(s2:abort())               -- s2 never used its grant
+        return h:join()
+      end)
+      assert.are.same({ n = 3, 1, nil, "closed" }, r)
+    end)
+  end)
 end)

@@ -45,13 +45,21 @@ static void nx_chan_grant_next(nx_chan *ch) {
 }
 
 /* A queued sender was aborted or timed out; a granted one (READY) passes
- * its grant on. Either way it drops its reference. */
+ * its grant on, and if it was the last send the sending side still owed
+ * (every sender closed), the waiting receiver wakes to see "closed".
+ * Either way it drops its reference. */
 static void nx_chan_tx_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_chan *ch = t->wobj;
   if (t->state == NX_READY) {
     ch->granted--;
     if (!ch->rx_closed) nx_chan_grant_next(ch);
+    if (ch->tx_closed && ch->granted == 0 && ch->len == 0 && ch->rx) {
+      nx_task *r = ch->rx;
+      ch->rx = NULL;
+      nx_task_wake(ch->rt, r, NX_WAKE_OK);
+      ch->refs--;           /* the receiver's; ours, dropped below, outlives it */
+    }
   } else {
     nx_waitq_cancelled(&ch->sendq);
   }
