@@ -74,4 +74,19 @@ describe("channel", function()
       assert.are.same(want, got)
     end)
   end)
+  describe("a receiver that is garbage-collected", function()
+    it("drops the queued values, though senders live on", function()
+      local tx, rx = nexus.channel(4)
+      local alive = setmetatable({}, { __mode = "k" })
+      for _ = 1, 3 do
+        local v = {}
+        alive[v] = true
+        assert.is_true(tx:try_send(v))
+      end
+      rx = nil
+      gc()
+      assert.is_nil(next(alive), "queued values outlived the receiver")
+      assert.are.same({ n = 2, nil, "closed" }, pack(tx:try_send(1)))
+    end)
+  end)
 end)
