@@ -627,10 +627,10 @@ describe("channel", function()
       local r = rt:block_on(function()
         local tx, rx = nexus.channel(1)
         tx:send(0)
-        local s = nexus.spawn(function() return pack(nexus.timeout(0.03, tx.send, tx, "kept")) end)
+        local s = nexus.spawn(function() return pack(nexus.timeout(0.1, tx.send, tx, "kept")) end)
         nexus.yield()                        -- s waits
         rx:try_recv()                        -- grants s
-        H.busy_wait(nexus, 0.05)             -- s's deadline passes
+        H.busy_wait(nexus, 0.12)             -- s's deadline passes
         return { s:join(), rx:recv() }
       end)
       rt:close()
@@ -641,10 +641,10 @@ describe("channel", function()
       local rt = nexus.runtime.builder():tasks_per_cycle(1):build()
       local r = rt:block_on(function()
         local tx, rx = nexus.channel(1)
-        local h = nexus.spawn(function() return pack(nexus.timeout(0.03, rx.recv, rx)) end)
+        local h = nexus.spawn(function() return pack(nexus.timeout(0.1, rx.recv, rx)) end)
         nexus.yield()
         tx:send("v")                         -- wakes h
-        H.busy_wait(nexus, 0.05)
+        H.busy_wait(nexus, 0.12)
         return { h:join(), rx:len() }
       end)
       rt:close()
