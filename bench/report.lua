@@ -60,6 +60,34 @@ local workloads = {
       ["nexus-cmd"] = "nexus (nexus.sleep(3600), command)",
     },
   },
+  chan = {
+    title = "chan ping-pong: two tasks, two capacity-1 channels, N round trips",
+    metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel, coroutines (reference)",
+      ["coro"] = "bare resume/yield, no channel (floor)",
+      ["luv"] = "Lua channel under luv (one round per loop iteration)",
+      ["luv-drain"] = "Lua channel under luv (drain per idle callback)",
+      ["cqueues"] = "cqueues (condition-based channel)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
+  chan_try = {
+    title = "chan try pair: try_send + try_recv, never suspending, N pairs",
+    metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel (reference)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
 }
 
 
@@ -115,6 +143,15 @@ local function targets(w, d)
       rel(impl, "cqueues", "cqueues", 1, true)
     elseif w == "sleepers" then
       rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
+    elseif w == "chan" or w == "chan_try" then
+      local limit = w == "chan" and 60 or 30
+      out[#out + 1] = string.format("%s: %.1f %s (target <= %d): %s",
+        impl, row.med, workloads[w].unit, limit, row.med <= limit and "met" or "MISSED")
+      if w == "chan" then
+        rel(impl, "luv", "luv", 1, true)
+        rel(impl, "luv-drain", "luv (drain)", 1, true)
+        rel(impl, "cqueues", "cqueues", 1, true)
+      end
     elseif w == "parked" then
       out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
@@ -165,7 +202,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

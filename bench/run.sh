@@ -11,11 +11,14 @@
 # Environment:
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
-#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked
+#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,chan
+#                 (chan is two tables: ping-pong, chan_try)
 #   LUAJIT        the interpreter (default luajit)
 #   CC            C compiler for the libuv baseline (default cc)
 #   BENCH_SPAWN_N, BENCH_SLEEPERS_N, BENCH_PARKED_N  problem sizes
 #                 (defaults 200000, 100000, 100000)
+#   BENCH_CHAN_N, BENCH_CHAN_TRY_N  chan round trips, try pairs
+#                 (defaults 1000000, 10000000)
 # Output: the tables on stdout; raw results in $NEXUS_BUILD/bench/results.txt
 # and the tables as Markdown in $NEXUS_BUILD/bench/results.md.
 set -u
@@ -24,7 +27,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,chan}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -104,6 +107,20 @@ impls_parked=(
   "nexus|nexus_why|$LUAJIT $ROOT/bench/parked_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/parked_nexus.lua"
 )
+impls_chan=(
+  "lua-chan||$LUAJIT $ROOT/bench/chan_pingpong_lua.lua"
+  "coro||$LUAJIT $ROOT/bench/chan_pingpong_coro.lua"
+  "luv|luv_why|$LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
+  "luv-drain|luv_why|env BENCH_LUV_DRAIN=1 $LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
+  "cqueues|cqueues_why|$LUAJIT $ROOT/bench/chan_pingpong_cqueues.lua"
+  "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
+  "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_pingpong_nexus.lua"
+)
+impls_chan_try=(
+  "lua-chan||$LUAJIT $ROOT/bench/chan_try_lua.lua"
+  "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_try_nexus.lua"
+  "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_try_nexus.lua"
+)
 
 # run_workload NAME: BENCH_RUNS rounds over the runnable implementations.
 run_workload() {
@@ -148,5 +165,6 @@ echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2
 for w in spawn sleepers parked; do
   wanted "$w" && run_workload "$w"
 done
+wanted chan && { run_workload chan; run_workload chan_try; }
 
 "$LUAJIT" "$ROOT/bench/report.lua" "$RESULTS" "$OUT/results.md"

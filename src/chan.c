@@ -24,6 +24,16 @@ static uint32_t nx_chan_tail(const nx_chan *ch) {
   return (ch->head + ch->len) % ch->cap;
 }
 
+/* Wakes the waiting receiver, if any: it calls recv again and sees what
+ * changed (a value, or the channel closed). */
+static void nx_chan_wake_rx(nx_chan *ch) {
+  nx_task *r = ch->rx;
+  if (!r) return;
+  ch->rx = NULL;
+  nx_task_wake(ch->rt, r, NX_WAKE_OK);
+  nx_chan_unref(ch);
+}
+
 /* Wakes the first waiting sender with a reserved slot, if room allows. */
 static void nx_chan_grant_next(nx_chan *ch) {
   while (ch->len + ch->granted < ch->cap) {
@@ -35,13 +45,21 @@ static void nx_chan_grant_next(nx_chan *ch) {
 }
 
 /* A queued sender was aborted or timed out; a granted one (READY) passes
- * its grant on. Either way it drops its reference. */
+ * its grant on, and if it was the last send the sending side still owed
+ * (every sender closed), the waiting receiver wakes to see "closed".
+ * Either way it drops its reference. */
 static void nx_chan_tx_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_chan *ch = t->wobj;
   if (t->state == NX_READY) {
     ch->granted--;
     if (!ch->rx_closed) nx_chan_grant_next(ch);
+    if (ch->tx_closed && ch->granted == 0 && ch->len == 0 && ch->rx) {
+      nx_task *r = ch->rx;
+      ch->rx = NULL;
+      nx_task_wake(ch->rt, r, NX_WAKE_OK);
+      ch->refs--;           /* the receiver's; ours, dropped below, outlives it */
+    }
   } else {
     nx_waitq_cancelled(&ch->sendq);
   }
@@ -78,12 +96,7 @@ static nx_task *nx_chan_task(nx_chan *ch, int *rc) {
 static int nx_chan_push(nx_chan *ch) {
   uint32_t i = nx_chan_tail(ch);
   ch->len++;
-  if (ch->rx) {
-    nx_task *r = ch->rx;
-    ch->rx = NULL;
-    nx_task_wake(ch->rt, r, NX_WAKE_OK);
-    nx_chan_unref(ch);
-  }
+  nx_chan_wake_rx(ch);
   return (int)i;
 }
 
@@ -163,22 +176,19 @@ void nx_chan_tx_close(nx_chan_end *e) {
   nx_chan *ch = e->ch;
   if (--ch->senders > 0) return;
   ch->tx_closed = 1;
-  if (ch->rx) {
-    nx_task *r = ch->rx;
-    ch->rx = NULL;
-    nx_task_wake(ch->rt, r, NX_WAKE_OK);
-    nx_chan_unref(ch);
-  }
+  nx_chan_wake_rx(ch);
 }
 
 /* The receiver is gone: waiting senders wake to see "closed"; the Lua
- * wrapper drops the queued values. */
+ * wrapper drops the queued values. A task waiting in recv (rx:close
+ * called from another task) wakes to see "closed" too. */
 void nx_chan_rx_close(nx_chan_end *e) {
   if (e->closed) return;
   e->closed = 1;
   nx_chan *ch = e->ch;
   ch->rx_closed = 1;
   ch->len = 0;
+  nx_chan_wake_rx(ch);
   nx_task *t;
   while ((t = nx_waitq_pop(&ch->sendq))) {
     ch->granted++;          /* woken as granted: it sees "closed" */

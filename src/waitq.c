@@ -54,7 +54,7 @@ nx_task *nx_waitq_pop(nx_waitq *q) {
     q->head = (q->head + 1) & (q->cap - 1);
     q->n--;
     if (nx_wq_live(&e)) {
-      q->live--;
+      if (--q->live == 0) q->head = q->n = 0;
       return e.t;
     }
   }
@@ -62,6 +62,10 @@ nx_task *nx_waitq_pop(nx_waitq *q) {
   return NULL;
 }
 
+/* Once no entry is live the rest are all stale: drop them now. Their tasks
+ * may belong to a runtime that is then closed and freed, and the queue
+ * (a channel's) may go on in another runtime: a stale entry kept until the
+ * next pop or compaction would be read after its task's memory is gone. */
 void nx_waitq_cancelled(nx_waitq *q) {
-  if (q->live) q->live--;
+  if (q->live && --q->live == 0) q->head = q->n = 0;
 }

@@ -4,7 +4,7 @@
  * time a wait of it starts or ends, so an entry whose wait was cancelled
  * (abort, timeout) is stale and skipped: cancelling is O(1), which matters
  * when 10,000 waiters go at once. Stale entries are compacted away once
- * they outnumber the live ones.
+ * they outnumber the live ones, and dropped at once when none is live.
  */
 #ifndef NX_WAITQ_H
 #define NX_WAITQ_H

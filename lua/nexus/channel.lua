@@ -51,6 +51,12 @@ local function tx_new(ch, buf, fname)
   return setmetatable({ e = ffi_gc(e, c_tx_free), ch = ch, buf = buf }, Tx)
 end
 
+-- Clears the ring slots of the values still queued.
+local function drop_queued(ch, buf)
+  local head, cap = ch.head, ch.cap
+  for k = 0, ch.len - 1 do buf[(head + k) % cap + 1] = nil end
+end
+
 -- tx, rx = nexus.channel(capacity)
 function M.new(capacity)
   if type(capacity) ~= "number" or capacity ~= floor(capacity) or capacity < 1 or capacity > 2 ^ 31 then
@@ -61,7 +67,13 @@ function M.new(capacity)
   local buf = {}
   local re = c_rx_new(ch)
   if re == nil then error("nexus.channel: out of memory", 2) end
-  local rx = setmetatable({ e = ffi_gc(re, c_rx_free), ch = ch, buf = buf }, Rx)
+  -- A collected receiver drops the queued values as rx:close does, or the
+  -- senders' shared ring would keep them alive as long as any sender lives.
+  local function rx_gc(e)
+    if e.closed == 0 then drop_queued(ch, buf) end
+    c_rx_free(e)
+  end
+  local rx = setmetatable({ e = ffi_gc(re, rx_gc), ch = ch, buf = buf }, Rx)
   return tx_new(ch, buf, "nexus.channel"), rx
 end
 
@@ -165,11 +177,7 @@ function Rx:iter() return Rx.recv, self end
 
 -- Senders then get nil, "closed"; queued values are dropped.
 function Rx:close()
-  local ch, buf = self.ch, self.buf
-  if self.e.closed == 0 then
-    local head, cap = ch.head, ch.cap
-    for k = 0, ch.len - 1 do buf[(head + k) % cap + 1] = nil end
-  end
+  if self.e.closed == 0 then drop_queued(self.ch, self.buf) end
   c_rx_close(self.e)
 end
 
