@@ -1,0 +1,99 @@
+-- Shutdown: the shutdown signal (single waiter), shutdown handles,
+-- rt:shutdown_quiesce, rt:shutdown_stats.
+local H = dofile((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "helpers.lua")
+local nexus = require "nexus"
+local LATE = H.LATE
+
+describe("shutdown", function()
+  describe("rt:shutdown_quiesce", function()
+    it("returns true at once when no task is left", function()
+      local rt = nexus.runtime.new()
+      assert.are.same({ true }, { rt:shutdown_quiesce(1) })
+      rt:block_on(function() end)
+      assert.are.same({ true }, { rt:shutdown_quiesce(1) })
+      rt:close()
+    end)
+
+    it("drives the tasks block_on left behind to their end: true", function()
+      local rt = nexus.runtime.new()
+      local done = 0
+      rt:block_on(function()
+        for _ = 1, 10 do
+          nexus.spawn(function() nexus.sleep(0.02); done = done + 1 end)
+        end
+      end)
+      assert.are.equal(0, done)
+      assert.are.equal(10, rt:shutdown_stats().tasks_alive)
+      local t0 = nexus.now()
+      assert.are.same({ true }, { rt:shutdown_quiesce(5) })
+      assert.is_true(nexus.now() - t0 < 1, "returned when idle, not at the deadline")
+      assert.are.equal(10, done)
+      assert.are.equal(0, rt:shutdown_stats().tasks_alive)
+      rt:close()
+    end)
+
+    it("returns nil, \"timeout\" when the tasks do not finish in time, and they stay", function()
+      local rt = nexus.runtime.new()
+      local ticks = 0
+      local h
+      rt:block_on(function()
+        h = nexus.spawn(function() while true do nexus.sleep(0.01); ticks = ticks + 1 end end)
+      end)
+      local t0 = nexus.now()
+      local r = H.pack(rt:shutdown_quiesce(0.1))
+      local dt = nexus.now() - t0
+      assert.are.same({ n = 2, nil, "timeout" }, r)
+      assert.is_true(dt >= 0.1 and dt < 0.1 + LATE, "took " .. dt)
+      assert.is_true(ticks > 0, "the task ran during quiesce")
+      assert.is_false(h:is_finished())
+      rt:close()
+      assert.is_true(h:is_finished())
+    end)
+
+    it("quiesce(0) runs what is ready once and reports a timeout if tasks remain", function()
+      local rt = nexus.runtime.new()
+      rt:block_on(function() nexus.spawn(function() nexus.sleep(10) end) end)
+      assert.are.same({ n = 2, nil, "timeout" }, H.pack(rt:shutdown_quiesce(0)))
+      rt:close()
+    end)
+
+    it("returns nil, \"deadlock\" when what is left waits on what nothing can complete", function()
+      local rt = nexus.runtime.new()
+      local tok = nexus.cancel_token()
+      local woke = false
+      rt:block_on(function() nexus.spawn(function() tok:cancelled(); woke = true end) end)
+      assert.are.same({ n = 2, nil, "deadlock" }, H.pack(rt:shutdown_quiesce(math.huge)))
+      -- Within a finite time it cannot know: it waits, then times out.
+      assert.are.same({ n = 2, nil, "timeout" }, H.pack(rt:shutdown_quiesce(0.02)))
+      tok:cancel()
+      assert.are.same({ true }, { rt:shutdown_quiesce(1) })
+      assert.is_true(woke)
+      rt:close()
+    end)
+
+    it("raises an error escaping a leftover task, as block_on does", function()
+      local rt = nexus.runtime.new()
+      rt:block_on(function()
+        nexus.spawn(function() nexus.sleep(0.01); error("late failure") end)
+      end)
+      local e = H.errof(rt.shutdown_quiesce, rt, 5)
+      assert.is_truthy(e and e:find("late failure", 1, true), tostring(e))
+      assert.are.same({ true }, { rt:shutdown_quiesce(1) })
+      rt:close()
+    end)
+
+    it("raises on bad input, naming itself", function()
+      local rt = nexus.runtime.new()
+      local function err(...) return H.errof(rt.shutdown_quiesce, ...) end
+      assert.matches("^rt:shutdown_quiesce: expected a nexus runtime, got number", err(5, 1))
+      assert.matches("^rt:shutdown_quiesce: secs must be a number, got string", err(rt, "1"))
+      assert.matches("^rt:shutdown_quiesce: secs must be a number, got nil", err(rt))
+      assert.matches("^rt:shutdown_quiesce: secs must be a non%-negative number", err(rt, -1))
+      assert.matches("^rt:shutdown_quiesce: secs must be a non%-negative number", err(rt, 0 / 0))
+      local inner = rt:block_on(function() return H.errof(rt.shutdown_quiesce, rt, 1) end)
+      assert.matches("^rt:shutdown_quiesce: called from inside a running task", inner)
+      rt:close()
+      assert.matches("^rt:shutdown_quiesce: the runtime is closed", err(rt, 1))
+    end)
+  end)
+end)
