@@ -96,4 +96,34 @@ describe("shutdown", function()
       assert.matches("^rt:shutdown_quiesce: the runtime is closed", err(rt, 1))
     end)
   end)
+
+  describe("bad input", function()
+    it("signal and handle methods called with something else raise, naming the method", function()
+      local rt = nexus.runtime.new()
+      local sh = rt:shutdown_handle()
+      local sig = sh:signal()
+      for _, m in ipairs({ "wait", "is_shutdown", "signo" }) do
+        for _, bad in ipairs({ 5, {}, sh }) do
+          assert.are.equal("shutdown_signal:" .. m .. ": expected a shutdown signal, got " .. type(bad),
+            H.errof(sig[m], bad))
+        end
+      end
+      for _, m in ipairs({ "trigger", "is_shutdown", "signal" }) do
+        for _, bad in ipairs({ 5, {}, sig }) do
+          assert.are.equal("shutdown_handle:" .. m .. ": expected a shutdown handle, got " .. type(bad),
+            H.errof(sh[m], bad))
+        end
+      end
+      assert.is_false(sh:is_shutdown(), "no bad call triggered it")
+      rt:close()
+    end)
+
+    it("nexus.shutdown_signal and nexus.shutdown_handle outside a task raise at the caller", function()
+      for _, f in ipairs({ "shutdown_signal", "shutdown_handle" }) do
+        local ok, e = pcall(function() local s = nexus[f](); return s end)
+        assert.is_false(ok)
+        assert.matches("^[^:]*shutdown_spec%.lua:%d+: nexus%." .. f .. ": not inside a nexus task$", e)
+      end
+    end)
+  end)
 end)
