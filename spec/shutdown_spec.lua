@@ -5,6 +5,20 @@ local nexus = require "nexus"
 local LATE = H.LATE
 
 describe("shutdown", function()
+  describe("the shutdown signal", function()
+    it("without signal handlers (plain luajit's default) a lone waiter is a deadlock, and the error says why", function()
+      local rt = nexus.runtime.new()
+      assert.is_false(rt:shutdown_stats().signal_handlers)
+      local e = H.errof(rt.block_on, rt, function() nexus.shutdown_signal():wait() end)
+      assert.are.equal("rt:block_on: deadlock: 1 task(s) wait on something nothing can complete "
+        .. "(one waits on the shutdown signal, but the runtime has no signal handlers: build it with "
+        .. ":signal_handlers(true), or trigger a shutdown handle)", e)
+      rt:close()
+      e = H.errof(nexus.run, function() nexus.cancel_token():cancelled() end)
+      assert.are.equal("nexus.run: deadlock: 1 task(s) wait on something nothing can complete", e)
+    end)
+  end)
+
   describe("rt:shutdown_quiesce", function()
     it("returns true at once when no task is left", function()
       local rt = nexus.runtime.new()

@@ -449,8 +449,12 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     return 2;
   } else if (stop == NX_STOP_DEADLOCK) {
     lua_pushboolean(L, 0);
-    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete",
-                    fname, (int)rt->alive);
+    /* Waiting on the shutdown signal with no handlers is the likely cause. */
+    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete%s",
+                    fname, (int)rt->alive,
+                    rt->sd_waiter && !rt->sd ? " (one waits on the shutdown signal, but the runtime has "
+                    "no signal handlers: build it with :signal_handlers(true), or trigger a shutdown "
+                    "handle)" : "");
     n = 2;
   } else if (root->end == NX_END_ERROR) {
     n = nx_push_error(L, root);
