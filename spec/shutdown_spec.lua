@@ -19,6 +19,22 @@ describe("shutdown", function()
     end)
   end)
 
+  describe("signal handlers", function()
+    it("a runtime with signal handlers closes cleanly, by rt:close() or when collected", function()
+      -- (SANITIZE=address showed a use after free in the handles' close callbacks.)
+      for _ = 1, 3 do
+        local rt = nexus.runtime.builder():signal_handlers(true):build()
+        assert.is_true(rt:shutdown_stats().signal_handlers)
+        rt:block_on(function() nexus.sleep(0.001) end)
+        rt:close()
+        assert.is_false(rt:shutdown_stats().signal_handlers)
+        nexus.runtime.builder():signal_handlers(true):build()
+        collectgarbage()
+        collectgarbage()
+      end
+    end)
+  end)
+
   describe("rt:shutdown_quiesce", function()
     it("returns true at once when no task is left", function()
       local rt = nexus.runtime.new()
