@@ -148,6 +148,15 @@ describe("shutdown", function()
       rt:close()
     end)
 
+    it("rt:shutdown_handle on something else than a runtime raises", function()
+      local rt = nexus.runtime.new()
+      for _, bad in ipairs({ 5, {}, "rt" }) do
+        assert.are.equal("rt:shutdown_handle: expected a nexus runtime, got " .. type(bad),
+          H.errof(rt.shutdown_handle, bad))
+      end
+      rt:close()
+    end)
+
     it("nexus.shutdown_signal and nexus.shutdown_handle outside a task raise at the caller", function()
       for _, f in ipairs({ "shutdown_signal", "shutdown_handle" }) do
         local ok, e = pcall(function() local s = nexus[f](); return s end)

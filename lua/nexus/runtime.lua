@@ -5,7 +5,7 @@ local api = require "nexus.api"
 local util = require "nexus.util"
 local shutdown = require "nexus.shutdown"
 
-local type, error, setmetatable, pcall, tostring = type, error, setmetatable, pcall, tostring
+local type, error, setmetatable, getmetatable, pcall, tostring = type, error, setmetatable, getmetatable, pcall, tostring
 local floor = math.floor
 local corunning = coroutine.running
 
@@ -99,7 +99,12 @@ end
 function rt_methods.shutdown_quiesce(rt, secs) return quiesced(c_quiesce(rt, secs)) end
 
 function rt_methods.world(rt) return worlds[rt] end
-function rt_methods.shutdown_handle(rt) return shutdown.handle_of(rt) end
+function rt_methods.shutdown_handle(rt)
+  if getmetatable(rt) ~= core.runtime_mt then
+    error("rt:shutdown_handle: expected a nexus runtime, got " .. type(rt), 2)
+  end
+  return shutdown.handle_of(rt)
+end
 
 local function close_and_return(rt, ok, ...)
   rt:close()
