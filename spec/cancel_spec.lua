@@ -14,6 +14,8 @@ local function waiters(tok, n, box)
 end
 
 describe("cancel tokens", function()
+  after_each(H.cleanup)
+
   describe("the tree", function()
     it("a child is cancelled with its parent, and so are its own children", function()
       local root = nexus.cancel_token()
