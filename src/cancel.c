@@ -32,6 +32,7 @@ void nx_token_unref(nx_token *t) {
       if (t->next) t->next->prev = t->prev;
     }
     nx_waitq_free(&t->waiters);
+    if (t->rt) nx_rt_unref(t->rt);
     free(t);
     t = parent;              /* drop the reference it held on its parent */
   }
@@ -77,13 +78,26 @@ static void nx_token_wait_cancel(nx_rt *rt, nx_task *task) {
   nx_token_unref(t);
 }
 
+/* The queue points at task records of t->rt, stale entries included (an
+ * aborted waiter's entry stays until popped): the token keeps that
+ * runtime's struct alive (nx_rt_ref), and drops the entries before it
+ * moves to another runtime, which it may only do with no live waiter. */
+static void nx_token_bind(nx_token *t, nx_rt *rt) {
+  nx_waitq_free(&t->waiters);         /* all stale: none is live */
+  if (t->rt) nx_rt_unref(t->rt);
+  nx_rt_ref(rt);
+  t->rt = rt;
+}
+
 int nx_token_wait(nx_token *t) {
   if (t->cancelled) return NX_OK;
   nx_rt *rt = nx_cur_rt;
   nx_task *task = rt ? nx_running(rt) : NULL;
   if (!task) return NX_E_NOTASK;
-  if (t->waiters.live && t->rt != rt) return NX_E_OTHER_RT;
-  t->rt = rt;
+  if (t->rt != rt) {
+    if (t->waiters.live) return NX_E_OTHER_RT;
+    nx_token_bind(t, rt);
+  }
   nx_wait(rt, nx_token_wait_cancel, t);
   if (nx_waitq_push(&t->waiters, task) != 0) {
     task->cancel = NULL;

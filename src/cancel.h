@@ -22,7 +22,7 @@ struct nx_token {
   uint8_t cancelled;            /* read by the Lua wrapper through the FFI */
   uint32_t refs;
   nx_token *parent, *child, *next, *prev;
-  nx_rt *rt;                    /* runtime of its waiters, once any */
+  nx_rt *rt;                    /* runtime of its waiters, once any (a reference) */
   nx_waitq waiters;
 };
 

@@ -440,10 +440,22 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     n = nx_push_error(L, t);      /* onto L before the task's record may go */
     t->flags &= ~NX_F_FATAL;
     nx_task_ended(rt, L, t);
+  } else if (!root) {             /* quiesce: idle, out of time, or stuck */
+    if (stop == NX_STOP_DONE) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, stop == NX_STOP_TIMEOUT ? "timeout" : "deadlock");
+    return 2;
   } else if (stop == NX_STOP_DEADLOCK) {
     lua_pushboolean(L, 0);
-    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete",
-                    fname, (int)rt->alive);
+    /* Waiting on the shutdown signal with no handlers is the likely cause. */
+    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete%s",
+                    fname, (int)rt->alive,
+                    rt->sd_waiter && !rt->sd ? " (one waits on the shutdown signal, but the runtime has "
+                    "no signal handlers: build it with :signal_handlers(true), or trigger a shutdown "
+                    "handle)" : "");
     n = 2;
   } else if (root->end == NX_END_ERROR) {
     n = nx_push_error(L, root);
@@ -451,10 +463,6 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     lua_pushboolean(L, 0);
     lua_pushfstring(L, "%s: the root task was aborted", fname);
     n = 2;
-  } else if (!root) {             /* quiesce: idle, or out of time */
-    if (stop == NX_STOP_TIMEOUT) lua_pushnil(L);
-    else lua_pushboolean(L, 1);
-    return 1;
   } else {
     lua_pushboolean(L, 1);
     n = nx_push_results(L, root) + 1;
@@ -631,11 +639,15 @@ static int l_claim_tostring(lua_State *L) {
 
 /* ---- shutdown ---- */
 
-/* rt:shutdown_quiesce(secs): drives the tasks still alive until none is
- * (true), or secs pass (nil), or one fails (false, err). */
+/* rt:_quiesce(secs) for rt:shutdown_quiesce: drives the tasks still alive
+ * until none is (true), or secs pass (nil, "timeout"), or all that are left
+ * wait on what nothing can complete (nil, "deadlock"); false, err when a
+ * task error or a signal stops the runtime (the Lua wrapper raises it). */
 static int l_rt_quiesce(lua_State *L) {
   nx_rt *rt = nx_check_open_rt(L, 1, "rt:shutdown_quiesce");
-  double secs = luaL_checknumber(L, 2);
+  if (lua_type(L, 2) != LUA_TNUMBER)
+    return nx_error(L, "rt:shutdown_quiesce: secs must be a number, got %s", luaL_typename(L, 2));
+  double secs = lua_tonumber(L, 2);
   nx_check_not_in_task(L, "rt:shutdown_quiesce");
   if (rt->driving) return nx_error(L, "rt:shutdown_quiesce: the runtime is already running");
   if (secs != secs || secs < 0)
@@ -726,7 +738,7 @@ static int l_last_interrupt(lua_State *L) {
 static const luaL_Reg nx_rt_methods[] = {
   {"_block_on", l_rt_block_on}, {"_adopt", l_rt_adopt}, {"_adopted_drive", l_rt_adopted_drive},
   {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
-  {"shutdown_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
+  {"_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
   {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
   {"_pool", l_rt_pool},
   {NULL, NULL},

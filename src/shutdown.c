@@ -50,15 +50,17 @@ int nx_sd_wait(nx_rt *rt) {
   return NX_AGAIN;
 }
 
-/* libuv runs close callbacks in no promised order: free after both. */
+/* libuv runs close callbacks in no promised order (last closed first, in
+ * fact): free the block after the last of them, not after sig[1]'s. */
 static void nx_sd_free_cb(uv_handle_t *h) {
   nx_shutdown *sd = h->data;
-  if (++sd->closed == 2) free(sd);
+  if (--sd->closing == 0) free(sd);
 }
 
 static void nx_sd_close(nx_rt *rt, nx_owned *o) {
   nx_shutdown *sd = (nx_shutdown *)o;
   rt->sd = NULL;
+  sd->closing = 2;
   for (int i = 0; i < 2; i++) {
     sd->sig[i].data = sd;
     uv_close((uv_handle_t *)&sd->sig[i], nx_sd_free_cb);
@@ -70,9 +72,11 @@ int nx_sd_install(nx_rt *rt) {
   if (rt->sd) return 0;
   nx_shutdown *sd = calloc(1, sizeof *sd);
   if (!sd) return UV_ENOMEM;
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 2; i++) {      /* both, so that a failure closes both */
     uv_signal_init(&rt->loop, &sd->sig[i]);
     sd->sig[i].data = rt;
+  }
+  for (int i = 0; i < 2; i++) {
     int rc = uv_signal_start(&sd->sig[i], nx_sd_signal_cb, signos[i]);
     if (rc != 0) {
       rt->sd = sd;

@@ -18,7 +18,7 @@
 typedef struct nx_shutdown {
   nx_owned own;                /* closed with the runtime */
   uv_signal_t sig[2];          /* SIGINT, SIGTERM */
-  uint8_t closed;               /* close callbacks run so far */
+  uint8_t closing;             /* close callbacks still to come */
 } nx_shutdown;
 
 int nx_sd_install(nx_rt *rt);             /* 0 or a libuv error */

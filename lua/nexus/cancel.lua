@@ -95,15 +95,23 @@ function Token:__tostring()
   return "nexus.cancel_token(" .. (self.p.cancelled ~= 0 and "cancelled" or "active") .. ")"
 end
 
+local function check_guard(self, fname)
+  if getmetatable(self) ~= Guard then
+    argerror(fname, "expected a drop guard, got " .. type(self), 2)
+  end
+  return self.g
+end
+
 -- Disarms the guard; returns its token.
 function Guard:disarm()
-  if self.g.armed ~= 0 then
-    c_unref(c_disarm(self.g))   -- disarm hands a reference we do not need
+  local g = check_guard(self, "guard:disarm")
+  if g.armed ~= 0 then
+    c_unref(c_disarm(g))   -- disarm hands a reference we do not need
   end
   return self.token
 end
 
-function Guard:is_armed() return self.g.armed ~= 0 end
+function Guard:is_armed() return check_guard(self, "guard:is_armed").armed ~= 0 end
 function Guard:__tostring()
   return "nexus.drop_guard(" .. (self.g.armed ~= 0 and "armed" or "disarmed") .. ")"
 end

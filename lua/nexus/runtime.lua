@@ -5,7 +5,8 @@ local api = require "nexus.api"
 local util = require "nexus.util"
 local shutdown = require "nexus.shutdown"
 
-local type, error, setmetatable, pcall, tostring, pairs = type, error, setmetatable, pcall, tostring, pairs
+local type, error, setmetatable, getmetatable, pcall, tostring, pairs =
+  type, error, setmetatable, getmetatable, pcall, tostring, pairs
 local floor = math.floor
 local corunning = coroutine.running
 
@@ -104,8 +105,24 @@ function rt_methods.block_on_busy(rt, fn, ...)
   return outcome(rt:_block_on(false, true, "rt:block_on_busy", fn, ...))
 end
 
+-- After block_on: drives the tasks still alive until none is left (true),
+-- or secs pass (nil, "timeout"), or every one left waits on something
+-- nothing can complete (nil, "deadlock"). A task error or a signal that
+-- stops the runtime raises, as in block_on.
+local c_quiesce = rt_methods._quiesce
+local function quiesced(ok, ...)
+  if ok == false then error((...), 0) end
+  return ok, ...
+end
+function rt_methods.shutdown_quiesce(rt, secs) return quiesced(c_quiesce(rt, secs)) end
+
 function rt_methods.world(rt) return worlds[rt] end
-function rt_methods.shutdown_handle(rt) return shutdown.handle_of(rt) end
+function rt_methods.shutdown_handle(rt)
+  if getmetatable(rt) ~= core.runtime_mt then
+    error("rt:shutdown_handle: expected a nexus runtime, got " .. type(rt), 2)
+  end
+  return shutdown.handle_of(rt)
+end
 
 local function close_and_return(rt, ok, ...)
   rt:close()

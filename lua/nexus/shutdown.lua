@@ -4,7 +4,7 @@
 local core = require "nexus.core"
 local util = require "nexus.util"
 
-local setmetatable, error = setmetatable, error
+local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
 local yield = coroutine.yield
 local current_runtime = core.current_runtime
 local no_task, check_yieldable = util.no_task, util.check_yieldable
@@ -27,14 +27,21 @@ function M.signal_of(rt) return setmetatable({ rt = rt }, Signal) end
 function M.handle_of(rt) return setmetatable({ rt = rt }, Handle) end
 
 -- The runtime running the current task (adopting the main chunk under the
--- nexus command), or raises.
+-- nexus command), or raises at the caller of fname.
 local function current(fname)
   local rt = current_runtime()
   if rt == nil then
-    no_task(fname, -1)
+    if not util.adopt() then error(fname .. ": not inside a nexus task", 3) end
     rt = current_runtime()
   end
   return rt
+end
+
+local function check(self, mt, fname, what)
+  if getmetatable(self) ~= mt then
+    util.argerror(fname, "expected a " .. what .. ", got " .. type(self), 2)
+  end
+  return self.rt
 end
 
 -- ShutdownSignal::current()
@@ -43,7 +50,7 @@ function M.handle() return M.handle_of(current("nexus.shutdown_handle")) end
 
 -- (suspends) until SIGINT/SIGTERM or a trigger. One waiter at a time.
 function Signal:wait()
-  local rt = self.rt
+  local rt = check(self, Signal, "shutdown_signal:wait", "shutdown signal")
   local rc = rt:_sd_wait("shutdown_signal:wait")
   while rc ~= 0 do
     if rc == 1 then
@@ -58,16 +65,22 @@ function Signal:wait()
   end
 end
 
-function Signal:is_shutdown() return (self.rt:_sd_state()) end
+function Signal:is_shutdown()
+  return (check(self, Signal, "shutdown_signal:is_shutdown", "shutdown signal"):_sd_state())
+end
 
 -- The signal that shut the runtime down (2, 15), or nil.
 function Signal:signo()
-  local _, signo = self.rt:_sd_state()
+  local _, signo = check(self, Signal, "shutdown_signal:signo", "shutdown signal"):_sd_state()
   return signo ~= 0 and signo or nil
 end
 
-function Handle:trigger() self.rt:_trigger() end
-function Handle:is_shutdown() return (self.rt:_sd_state()) end
-function Handle:signal() return M.signal_of(self.rt) end
+function Handle:trigger() check(self, Handle, "shutdown_handle:trigger", "shutdown handle"):_trigger() end
+function Handle:is_shutdown()
+  return (check(self, Handle, "shutdown_handle:is_shutdown", "shutdown handle"):_sd_state())
+end
+function Handle:signal()
+  return M.signal_of(check(self, Handle, "shutdown_handle:signal", "shutdown handle"))
+end
 
 return M
