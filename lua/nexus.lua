@@ -4,6 +4,7 @@ local core = require "nexus.core"
 local runtime = require "nexus.runtime"
 local task = require "nexus.task"
 local time = require "nexus.time"
+local world = require "nexus.world"
 
 local M = {
   version = core.version,
@@ -12,6 +13,10 @@ local M = {
   spawn = task.spawn,
   current = task.current,
   yield = task.yield,
+  world = world,
+  world_ctx = world.ctx,
+  res = world.res,
+  res_mut = world.res_mut,
 }
 
 for k, v in pairs(time) do M[k] = v end
