@@ -70,30 +70,43 @@ function M.load(path)
 end
 
 -- The Lua twin of ob_on_tick: same rules, same arithmetic, same result.
+-- One level function per side, so each comparison is fixed in its trace.
 local floor, abs, huge = math.floor, math.abs, math.huge
 
-local function better(side, a, b)
-  if side == 0 then return a > b end
-  return a < b
+-- Removes level i of n (returns the new count).
+local function remove_level(lv, n, i)
+  for j = i, n - 2 do lv[j].px, lv[j].qty = lv[j + 1].px, lv[j + 1].qty end
+  return n - 1
 end
 
-local function set_level(lv, n, cap, side, px, qty)
-  local i = 0
-  while i < n and better(side, lv[i].px, px) do i = i + 1 end
-  if i < n and lv[i].px == px then
-    if qty > 0 then
-      lv[i].qty = qty
-    else
-      for j = i, n - 2 do lv[j].px, lv[j].qty = lv[j + 1].px, lv[j + 1].qty end
-      n = n - 1
-    end
-    return n
-  end
-  if qty == 0 or i >= cap then return n end
+-- Inserts px, qty at i of n, dropping the worst level of a full side.
+local function insert_level(lv, n, cap, i, px, qty)
   if n == cap then n = n - 1 end
   for j = n, i + 1, -1 do lv[j].px, lv[j].qty = lv[j - 1].px, lv[j - 1].qty end
   lv[i].px, lv[i].qty = px, qty
   return n + 1
+end
+
+local function set_bid(lv, n, cap, px, qty)
+  local i = 0
+  while i < n and lv[i].px > px do i = i + 1 end
+  if i < n and lv[i].px == px then
+    if qty > 0 then lv[i].qty = qty; return n end
+    return remove_level(lv, n, i)
+  end
+  if qty == 0 or i >= cap then return n end
+  return insert_level(lv, n, cap, i, px, qty)
+end
+
+local function set_ask(lv, n, cap, px, qty)
+  local i = 0
+  while i < n and lv[i].px < px do i = i + 1 end
+  if i < n and lv[i].px == px then
+    if qty > 0 then lv[i].qty = qty; return n end
+    return remove_level(lv, n, i)
+  end
+  if qty == 0 or i >= cap then return n end
+  return insert_level(lv, n, cap, i, px, qty)
 end
 
 function M.on_tick(book, cfg, t)
@@ -101,22 +114,25 @@ function M.on_tick(book, cfg, t)
   local px = floor(t.px / tick + 0.5) * tick
   local side, qty = t.side, t.qty
   local cap = cfg.depth
-  if cap == 0 or cap > M.DEPTH then cap = M.DEPTH end
+  if cap == 0 or cap > 8 then cap = 8 end
   local ok = (side == 0 or side == 1) and t.seq > book.last_seq
     and t.px > 0 and t.px < huge and qty >= 0 and qty <= cfg.max_qty
     and abs(t.px - px) <= 1e-9 * tick
   if ok and qty > 0 then
-    if side == 0 and book.nask > 0 and px >= book.ask[0].px then ok = false end
-    if side == 1 and book.nbid > 0 and px <= book.bid[0].px then ok = false end
+    if side == 0 then
+      ok = book.nask == 0 or px < book.ask[0].px
+    else
+      ok = book.nbid == 0 or px > book.bid[0].px
+    end
   end
   if not ok then
     book.rejected = book.rejected + 1
     return
   end
   if side == 0 then
-    book.nbid = set_level(book.bid, book.nbid, cap, 0, px, qty)
+    book.nbid = set_bid(book.bid, book.nbid, cap, px, qty)
   else
-    book.nask = set_level(book.ask, book.nask, cap, 1, px, qty)
+    book.nask = set_ask(book.ask, book.nask, cap, px, qty)
   end
   if book.nbid > 0 and book.nask > 0 then
     book.mid = (book.bid[0].px + book.ask[0].px) / 2
