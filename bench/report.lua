@@ -88,6 +88,23 @@ local workloads = {
       ["nexus-cmd"] = "nexus.channel (nexus command)",
     },
   },
+  world = {
+    title = "world: ticks dispatched to the order-book handler, and with_world round trips",
+    metric = "ns_per_op", unit = "ns/op", fmt = "%.2f",
+    ref = "c-direct",
+    extra = {},
+    label = {
+      ["c-direct"] = "ob_on_tick, direct FFI call, pointers in locals (reference)",
+      ["c-handler"] = "ob_on_tick through handler:run(ev)",
+      ["c-handler-call"] = "ob_on_tick through handler(ev) (__call)",
+      ["lua-handler"] = "Lua twin of ob_on_tick through handler:run(ev)",
+      ["touch-direct"] = "ob_touch (call only), direct FFI call",
+      ["touch-handler"] = "ob_touch through handler:run(ev)",
+      ["with_world"] = "ctx:with_world(fn) round trip (luajit)",
+      ["with_world_ref"] = "ctx:with_world_ref(fn) round trip (luajit)",
+      ["with_world-cmd"] = "ctx:with_world(fn) round trip (nexus command)",
+    },
+  },
 }
 
 
@@ -116,6 +133,8 @@ end
 -- target is judged on both the ratio of medians and the paired ratio;
 -- when the two disagree the verdict is "unclear (noise)": rerun with more
 -- BENCH_RUNS.
+local world_targets   -- below
+
 local function targets(w, d)
   local out = {}
   local function ratios(impl, ref)
@@ -157,9 +176,32 @@ local function targets(w, d)
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
     end
   end
+  if w == "world" then return world_targets(d, rel, out) end
   check("nexus")
   check("nexus-cmd")
   if w == "spawn" then check("nexus-shared") end
+  return out
+end
+
+-- The issue's targets for the World: a handler costs what a direct FFI
+-- call costs (<= 1.2x, on the real handler and on the call alone), a
+-- with_world round trip <= 20 ns; the Lua handler is reported beside C.
+world_targets = function(d, rel, out)
+  rel("c-handler", "c-direct", "the direct FFI call", 1.2)
+  rel("c-handler-call", "c-direct", "the direct FFI call", 1.2)
+  rel("touch-handler", "touch-direct", "the direct FFI call (call only)", 1.2)
+  for _, impl in ipairs({ "with_world", "with_world_ref", "with_world-cmd" }) do
+    local row = d.rows[impl]
+    if row and row.med then
+      out[#out + 1] = string.format("%s: %.2f ns per round trip (target <= 20 ns): %s",
+        impl, row.med, row.med <= 20 and "met" or "MISSED")
+    end
+  end
+  local lua, c = d.rows["lua-handler"], d.rows["c-handler"]
+  if lua and c and lua.med and c.med then
+    out[#out + 1] = string.format("lua-handler: %.2f ns vs c-handler %.2f ns per tick (%.2fx; reported, no target)",
+      lua.med, c.med, lua.med / c.med)
+  end
   return out
 end
 
@@ -202,7 +244,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try", "world" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

@@ -7,6 +7,7 @@ local time = require "nexus.time"
 local channel = require "nexus.channel"
 local cancel = require "nexus.cancel"
 local shutdown = require "nexus.shutdown"
+local world = require "nexus.world"
 
 local M = {
   version = core.version,
@@ -21,6 +22,10 @@ local M = {
   cancel_token = cancel.token,
   shutdown_signal = shutdown.signal,
   shutdown_handle = shutdown.handle,
+  world = world,
+  world_ctx = world.ctx,
+  res = world.res,
+  res_mut = world.res_mut,
 }
 
 for k, v in pairs(time) do M[k] = v end

@@ -19,6 +19,7 @@
 #include "chan.h"
 #include "cancel.h"
 #include "shutdown.h"
+#include "world.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -763,6 +764,7 @@ typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
   nx_chan_open,
   nx_cancel_open,
+  nx_world_open,
   NULL,
 };
 

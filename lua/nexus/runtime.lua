@@ -23,9 +23,13 @@ local function check_count(fname, n)
   end
 end
 
+-- Set by nexus.world: whether v is a World.
+M._is_world = function(v) return type(v) == "table" or type(v) == "userdata" end
+
 function M.builder(world)
-  if world ~= nil and type(world) ~= "table" and type(world) ~= "userdata" then
-    error("nexus.runtime.builder: world must be a World, got " .. type(world), 2)
+  if world ~= nil and not M._is_world(world) then
+    error("nexus.runtime.builder: world must be a World (nexus.world.builder():build()), got "
+      .. (type(world) == "table" and tostring(world) or type(world)), 2)
   end
   return setmetatable({ world = world, tpc = 64, ei = 61, report = false, signals = M._command }, Builder)
 end
@@ -94,15 +98,32 @@ local function outcome(ok, ...)
   error((...), 0)
 end
 
+-- The runtime being driven (block_on, nexus.run, the command's adopted
+-- drive), for nexus.world_ctx(). Each drive restores the previous value
+-- on the way out, errors included.
+local current
+
+function M.current() return current end
+
+local function restore(prev, ok, ...)
+  current = prev
+  if not ok then error((...), 0) end
+  return ...
+end
+
 -- (parks) runs fn as the root task; returns its results. Tasks still alive
 -- stay parked in the runtime for a later block_on, until rt:close().
 function rt_methods.block_on(rt, fn, ...)
-  return outcome(rt:_block_on(false, false, "rt:block_on", fn, ...))
+  local prev = current
+  current = rt
+  return outcome(restore(prev, pcall(rt._block_on, rt, false, false, "rt:block_on", fn, ...)))
 end
 
 -- Same, but never parks: spins on non-blocking polls when idle.
 function rt_methods.block_on_busy(rt, fn, ...)
-  return outcome(rt:_block_on(false, true, "rt:block_on_busy", fn, ...))
+  local prev = current
+  current = rt
+  return outcome(restore(prev, pcall(rt._block_on, rt, false, true, "rt:block_on_busy", fn, ...)))
 end
 
 -- After block_on: drives the tasks still alive until none is left (true),
@@ -137,7 +158,9 @@ function M.run(fn, ...)
     error("nexus.run: called from inside a running task (it would block the runtime)", 2)
   end
   local rt = M.new()
-  return close_and_return(rt, pcall(rt._block_on, rt, true, false, "nexus.run", fn, ...))
+  local prev = current
+  current = rt
+  return close_and_return(rt, restore(prev, true, pcall(rt._block_on, rt, true, false, "nexus.run", fn, ...)))
 end
 
 ---------------------------------------------------------------- the command
@@ -157,7 +180,15 @@ util.adopt = function()
   local rt = M.new()
   implicit = { rt = rt, root = rt:_adopt() }
   pending = nil
+  current = rt
   return true
+end
+
+-- The command drives the adopted main chunk through this (lua/nexus/cli.lua).
+local adopted_drive = rt_methods._adopted_drive
+function rt_methods._adopted_drive(rt, root, finished)
+  current = rt
+  return restore(nil, pcall(adopted_drive, rt, root, finished))
 end
 
 return M

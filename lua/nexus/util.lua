@@ -60,11 +60,19 @@ local why_not = {
     .. "its yield would go to your code, not to nexus; use nexus.spawn",
 }
 
+-- True while nexus.world has a World borrowed (with_world): then the
+-- check asks M.cannot_suspend, which nexus.world extends. Off the hot path
+-- otherwise: one field read.
+M.borrowing = false
+
 function M.check_yieldable(fname)
   local why = may_suspend()
-  if why ~= 0 then
-    api.cancel_wait()
-    error(fname .. ": " .. why_not[why], 3)
+  if why ~= 0 or M.borrowing then
+    local msg = M.cannot_suspend()
+    if msg then
+      api.cancel_wait()
+      error(fname .. ": " .. msg, 3)
+    end
   end
 end
 
