@@ -16,4 +16,8 @@ local M = {
 
 for k, v in pairs(time) do M[k] = v end
 
+-- Byte channels: a field of nexus.channel.
+if M.channel == nil then M.channel = {} end
+M.channel.bytes = require("nexus.bytes").new
+
 return M

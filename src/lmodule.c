@@ -15,6 +15,7 @@
 
 #include "nexus.h"
 #include "rt.h"
+#include "bchan.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -525,6 +526,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
+  nx_bchan_open,
   NULL,
 };
 
