@@ -107,6 +107,40 @@ typedef struct nexus_bytes_api {
   void (*unref)(nexus_bchan *ch);
 } nexus_bytes_api;
 
+/* ---- Cross-thread channel ----------------------------------------------
+ *
+ * nexus.channel.mpsc(capacity) in Lua. A sender handle (tx:handle() in
+ * Lua, a nexus_mpsc *) may be used from any OS thread; each handle counts
+ * as one open sender until nexus_mpsc_sender_close. Values are copied;
+ * the receiving task is woken through the runtime's loop.
+ *
+ * flags: NEXUS_MPSC_BLOCK waits (blocking the calling OS thread) while the
+ * channel is full; without it a full channel gives NEXUS_EAGAIN. Blocking
+ * on the receiver's own thread gives NEXUS_EDEADLK.
+ * Returns 0, NEXUS_EAGAIN, NEXUS_EPIPE (receiver closed or gone),
+ * NEXUS_EDEADLK, NEXUS_ENOMEM, NEXUS_EINVAL (not an open handle).
+ */
+typedef struct nexus_mpsc nexus_mpsc;
+#define NEXUS_MPSC_BLOCK 1
+
+int nexus_mpsc_send_bytes(nexus_mpsc *h, const void *p, size_t n, int flags);  /* a Lua string */
+int nexus_mpsc_send_number(nexus_mpsc *h, double v, int flags);
+int nexus_mpsc_send_boolean(nexus_mpsc *h, int v, int flags);
+/* Another sender handle on the same channel (h itself, one more sender). */
+nexus_mpsc *nexus_mpsc_sender_clone(nexus_mpsc *h);
+/* This sender is done: h must not be used again through this handle. */
+void nexus_mpsc_sender_close(nexus_mpsc *h);
+
+/* The same functions as a table, for code that cannot link the core's
+ * symbols: require("nexus.mpsc").c_api in Lua. */
+typedef struct nexus_mpsc_api {
+  int (*send_bytes)(nexus_mpsc *h, const void *p, size_t n, int flags);
+  int (*send_number)(nexus_mpsc *h, double v, int flags);
+  int (*send_boolean)(nexus_mpsc *h, int v, int flags);
+  nexus_mpsc *(*sender_clone)(nexus_mpsc *h);
+  void (*sender_close)(nexus_mpsc *h);
+} nexus_mpsc_api;
+
 #ifdef __cplusplus
 }
 #endif

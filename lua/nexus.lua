@@ -16,8 +16,9 @@ local M = {
 
 for k, v in pairs(time) do M[k] = v end
 
--- Byte channels: a field of nexus.channel.
+-- Byte and cross-thread channels: fields of nexus.channel.
 if M.channel == nil then M.channel = {} end
 M.channel.bytes = require("nexus.bytes").new
+M.channel.mpsc = require("nexus.mpsc").new
 
 return M

@@ -16,6 +16,7 @@
 #include "nexus.h"
 #include "rt.h"
 #include "bchan.h"
+#include "mpsc.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -527,6 +528,7 @@ static const luaL_Reg nx_funcs[] = {
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
   nx_bchan_open,
+  nx_mpsc_open,
   NULL,
 };
 
