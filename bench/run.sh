@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the nexus benchmark suite (called by `make bench`).
 #
-# Three workloads (spawn/join, sleepers, parked-task memory), each run by
+# Four workloads (spawn/join, sleepers, parked-task memory, byte channel), each run by
 # several implementations: nexus and its peers (bare coroutines, a
 # hand-written Lua scheduler, luv, cqueues, plain C on libuv). Every
 # measurement is its own process; each implementation runs BENCH_RUNS times,
@@ -11,11 +11,11 @@
 # Environment:
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
-#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked
+#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,bytes
 #   LUAJIT        the interpreter (default luajit)
 #   CC            C compiler for the libuv baseline (default cc)
-#   BENCH_SPAWN_N, BENCH_SLEEPERS_N, BENCH_PARKED_N  problem sizes
-#                 (defaults 200000, 100000, 100000)
+#   BENCH_SPAWN_N, BENCH_SLEEPERS_N, BENCH_PARKED_N, BENCH_BYTES_N  problem
+#                 sizes (defaults 200000, 100000, 100000, 1000000)
 # Output: the tables on stdout; raw results in $NEXUS_BUILD/bench/results.txt
 # and the tables as Markdown in $NEXUS_BUILD/bench/results.md.
 set -u
@@ -24,7 +24,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,bytes}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -76,6 +76,15 @@ elif ! err=$($CC -O2 -o "$UV_C" "$ROOT/bench/sleepers_uv.c" $flags 2>&1); then
   uv_c_why="cc failed: $(printf '%s\n' "$err" | head -n 1)"
 fi
 
+# The C producer/consumer of the byte-channel workload.
+bytes_c_why=$nexus_why
+BYTES_C=$OUT/bytes_c.so
+if ! wanted bytes || [ -n "$bytes_c_why" ]; then
+  :
+elif ! err=$($CC -O2 -shared -fPIC -I "$ROOT/include" -o "$BYTES_C" "$ROOT/bench/bytes_c.c" 2>&1); then
+  bytes_c_why="cc failed: $(printf '%s\n' "$err" | head -n 1)"
+fi
+
 # --- the implementations ------------------------------------------------
 # Per workload: "impl|why-not-variable|command". The first is the reference.
 
@@ -103,6 +112,14 @@ impls_parked=(
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/parked_cqueues.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/parked_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/parked_nexus.lua"
+)
+
+impls_bytes=(
+  "lua-queue||$LUAJIT $ROOT/bench/bytes_lua_queue.lua"
+  "nexus-lua|nexus_why|$LUAJIT $ROOT/bench/bytes_nexus.lua lua"
+  "nexus-c|bytes_c_why|$LUAJIT $ROOT/bench/bytes_nexus.lua c $BYTES_C"
+  "nexus-cmd-lua|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/bytes_nexus.lua lua"
+  "nexus-cmd-c|bytes_c_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/bytes_nexus.lua c $BYTES_C"
 )
 
 # run_workload NAME: BENCH_RUNS rounds over the runnable implementations.
@@ -145,7 +162,7 @@ run_workload() {
 }
 
 echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $($LUAJIT -v | cut -d' ' -f1-2)" >&2
-for w in spawn sleepers parked; do
+for w in spawn sleepers parked bytes; do
   wanted "$w" && run_workload "$w"
 done
 
