@@ -77,6 +77,51 @@ local workloads = {
       ["nexus-cmd-c"] = "nexus command, C",
     },
   },
+  chan = {
+    title = "chan ping-pong: two tasks, two capacity-1 channels, N round trips",
+    metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel, coroutines (reference)",
+      ["coro"] = "bare resume/yield, no channel (floor)",
+      ["luv"] = "Lua channel under luv (one round per loop iteration)",
+      ["luv-drain"] = "Lua channel under luv (drain per idle callback)",
+      ["cqueues"] = "cqueues (condition-based channel)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
+  chan_try = {
+    title = "chan try pair: try_send + try_recv, never suspending, N pairs",
+    metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel (reference)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
+  world = {
+    title = "world: ticks dispatched to the order-book handler, and with_world round trips",
+    metric = "ns_per_op", unit = "ns/op", fmt = "%.2f",
+    ref = "c-direct",
+    extra = {},
+    label = {
+      ["c-direct"] = "ob_on_tick, direct FFI call, pointers in locals (reference)",
+      ["c-handler"] = "ob_on_tick through handler:run(ev)",
+      ["c-handler-call"] = "ob_on_tick through handler(ev) (__call)",
+      ["lua-handler"] = "Lua twin of ob_on_tick through handler:run(ev)",
+      ["touch-direct"] = "ob_touch (call only), direct FFI call",
+      ["touch-handler"] = "ob_touch through handler:run(ev)",
+      ["with_world"] = "ctx:with_world(fn) round trip (luajit)",
+      ["with_world_ref"] = "ctx:with_world_ref(fn) round trip (luajit)",
+      ["with_world-cmd"] = "ctx:with_world(fn) round trip (nexus command)",
+    },
+  },
 }
 
 
@@ -105,6 +150,8 @@ end
 -- target is judged on both the ratio of medians and the paired ratio;
 -- when the two disagree the verdict is "unclear (noise)": rerun with more
 -- BENCH_RUNS.
+local world_targets   -- below
+
 local function targets(w, d)
   local out = {}
   local function ratios(impl, ref)
@@ -132,14 +179,46 @@ local function targets(w, d)
       rel(impl, "cqueues", "cqueues", 1, true)
     elseif w == "sleepers" then
       rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
+    elseif w == "chan" or w == "chan_try" then
+      local limit = w == "chan" and 60 or 30
+      out[#out + 1] = string.format("%s: %.1f %s (target <= %d): %s",
+        impl, row.med, workloads[w].unit, limit, row.med <= limit and "met" or "MISSED")
+      if w == "chan" then
+        rel(impl, "luv", "luv", 1, true)
+        rel(impl, "luv-drain", "luv (drain)", 1, true)
+        rel(impl, "cqueues", "cqueues", 1, true)
+      end
     elseif w == "parked" then
       out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
     end
   end
+  if w == "world" then return world_targets(d, rel, out) end
   check("nexus")
   check("nexus-cmd")
   if w == "spawn" then check("nexus-shared") end
+  return out
+end
+
+-- The issue's targets for the World: a handler costs what a direct FFI
+-- call costs (<= 1.2x, on the real handler and on the call alone), a
+-- with_world round trip <= 20 ns; the Lua handler is reported beside C.
+world_targets = function(d, rel, out)
+  rel("c-handler", "c-direct", "the direct FFI call", 1.2)
+  rel("c-handler-call", "c-direct", "the direct FFI call", 1.2)
+  rel("touch-handler", "touch-direct", "the direct FFI call (call only)", 1.2)
+  for _, impl in ipairs({ "with_world", "with_world_ref", "with_world-cmd" }) do
+    local row = d.rows[impl]
+    if row and row.med then
+      out[#out + 1] = string.format("%s: %.2f ns per round trip (target <= 20 ns): %s",
+        impl, row.med, row.med <= 20 and "met" or "MISSED")
+    end
+  end
+  local lua, c = d.rows["lua-handler"], d.rows["c-handler"]
+  if lua and c and lua.med and c.med then
+    out[#out + 1] = string.format("lua-handler: %.2f ns vs c-handler %.2f ns per tick (%.2fx; reported, no target)",
+      lua.med, c.med, lua.med / c.med)
+  end
   return out
 end
 
@@ -182,7 +261,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "bytes" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try", "world", "bytes" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

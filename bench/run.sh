@@ -11,11 +11,16 @@
 # Environment:
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
-#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,bytes
+#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,chan,world,bytes
+#                 (chan is two tables: ping-pong, chan_try)
 #   LUAJIT        the interpreter (default luajit)
 #   CC            C compiler for the libuv baseline (default cc)
-#   BENCH_SPAWN_N, BENCH_SLEEPERS_N, BENCH_PARKED_N, BENCH_BYTES_N  problem
-#                 sizes (defaults 200000, 100000, 100000, 1000000)
+#   BENCH_SPAWN_N, BENCH_SLEEPERS_N, BENCH_PARKED_N  problem sizes
+#                 (defaults 200000, 100000, 100000)
+#   BENCH_CHAN_N, BENCH_CHAN_TRY_N  chan round trips, try pairs
+#                 (defaults 1000000, 10000000)
+#   BENCH_WORLD_N dispatches / with_world calls per world run (default 10000000)
+#   BENCH_BYTES_N byte-channel messages (default 1000000)
 # Output: the tables on stdout; raw results in $NEXUS_BUILD/bench/results.txt
 # and the tables as Markdown in $NEXUS_BUILD/bench/results.md.
 set -u
@@ -24,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,bytes}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,chan,world,bytes}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -85,6 +90,16 @@ elif ! err=$($CC -O2 -shared -fPIC -I "$ROOT/include" -o "$BYTES_C" "$ROOT/bench
   bytes_c_why="cc failed: $(printf '%s\n' "$err" | head -n 1)"
 fi
 
+# The world workload's handler library (examples/handlers), built plain.
+world_why=$nexus_why
+WORLD_LIB=$OUT/liborderbook.so
+if ! wanted world || [ -n "$world_why" ]; then
+  :
+elif ! err=$($CC -O2 -fPIC -shared -I"$ROOT/include" -o "$WORLD_LIB" \
+                "$ROOT/examples/handlers/orderbook.c" -lm 2>&1); then
+  world_why="cc failed on examples/handlers/orderbook.c: $(printf '%s\n' "$err" | head -n 1)"
+fi
+
 # --- the implementations ------------------------------------------------
 # Per workload: "impl|why-not-variable|command". The first is the reference.
 
@@ -112,6 +127,32 @@ impls_parked=(
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/parked_cqueues.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/parked_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/parked_nexus.lua"
+)
+impls_chan=(
+  "lua-chan||$LUAJIT $ROOT/bench/chan_pingpong_lua.lua"
+  "coro||$LUAJIT $ROOT/bench/chan_pingpong_coro.lua"
+  "luv|luv_why|$LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
+  "luv-drain|luv_why|env BENCH_LUV_DRAIN=1 $LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
+  "cqueues|cqueues_why|$LUAJIT $ROOT/bench/chan_pingpong_cqueues.lua"
+  "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
+  "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_pingpong_nexus.lua"
+)
+impls_chan_try=(
+  "lua-chan||$LUAJIT $ROOT/bench/chan_try_lua.lua"
+  "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_try_nexus.lua"
+  "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_try_nexus.lua"
+)
+
+impls_world=(
+  "c-direct|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua direct $WORLD_LIB"
+  "c-handler|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua handler $WORLD_LIB"
+  "c-handler-call|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua call $WORLD_LIB"
+  "lua-handler|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua lua $WORLD_LIB"
+  "touch-direct|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua touch-direct $WORLD_LIB"
+  "touch-handler|world_why|$LUAJIT $ROOT/bench/world_dispatch.lua touch-handler $WORLD_LIB"
+  "with_world|nexus_why|$LUAJIT $ROOT/bench/world_with.lua"
+  "with_world_ref|nexus_why|$LUAJIT $ROOT/bench/world_with.lua ref"
+  "with_world-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/world_with.lua"
 )
 
 impls_bytes=(
@@ -162,8 +203,9 @@ run_workload() {
 }
 
 echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $($LUAJIT -v | cut -d' ' -f1-2)" >&2
-for w in spawn sleepers parked bytes; do
+for w in spawn sleepers parked world bytes; do
   wanted "$w" && run_workload "$w"
 done
+wanted chan && { run_workload chan; run_workload chan_try; }
 
 "$LUAJIT" "$ROOT/bench/report.lua" "$RESULTS" "$OUT/results.md"
