@@ -11,7 +11,9 @@
  * Producers that find no room wait in a FIFO of their claim objects (the
  * claim is the wait node: nothing is allocated to wait). Room freed by the
  * receiver is handed over in order: the first waiter gets its record
- * reserved and is woken, a smaller claim behind it never overtakes it.
+ * reserved and is granted (nx_task_grant), a smaller claim behind it never
+ * overtakes it. A granted task aborted before it runs gives the room back
+ * through its cancel callback.
  */
 #include "bchan.h"
 
@@ -80,18 +82,9 @@ static int bc_other_rt(const nexus_bchan *ch, const nx_rt *rt) {
   return rt && ch->rt && ch->rt != rt && !ch->rt->closed;
 }
 
-/* ---- pending wakes ---- */
-
-void nx_wake_pending(nx_rt *rt, nx_task *t, nx_cancel_fn cancel, void *obj) {
-  nx_task_wake(rt, t, NX_WAKE_OK);
-  if (t->state == NX_READY) {
-    t->cancel = cancel;
-    t->wobj = obj;
-  }
-}
-
-void nx_wake_taken(nx_task *t, void *obj) {
-  if (t && t->wobj == obj) {
+/* A granted task took its grant: its wait is over. */
+static void bc_taken(nx_task *t, nexus_bclaim *c) {
+  if (t && t->wobj == c) {
     t->cancel = NULL;
     t->wobj = NULL;
   }
@@ -160,8 +153,6 @@ static void bc_unlink(nexus_bchan *ch, nexus_bclaim *c) {
   c->next_ = c->prev_ = NULL;
 }
 
-static void bc_granted_cancel(nx_rt *rt, nx_task *t);
-
 /* Hands freed room to the waiting claims, in order. */
 static void bc_serve(nexus_bchan *ch) {
   nexus_bclaim *c;
@@ -172,7 +163,7 @@ static void bc_serve(nexus_bchan *ch) {
     nx_task *t = c->task_;
     bc_reserve(ch, c, off, c->need_);
     c->st_ = BC_GRANTED;
-    nx_wake_pending(ch->rt, t, bc_granted_cancel, c);
+    nx_task_grant(ch->rt, t);            /* keeps bc_claim_cancel registered */
   }
 }
 
@@ -246,19 +237,17 @@ int nexus_bchan_abort(nexus_bclaim *c) {
   return 0;
 }
 
-/* A task woken with room reserved was aborted before it ran. */
-static void bc_granted_cancel(nx_rt *rt, nx_task *t) {
-  (void)rt;
-  nexus_bclaim *c = t->wobj;
-  if (c->st_ != BC_GRANTED) return;
-  c->st_ = BC_CLAIMED;
-  nexus_bchan_abort(c);
-}
-
-/* A task waiting for room was aborted or timed out. */
+/* A task waiting for room was aborted or timed out; or it was granted
+ * room and aborted before it ran: the room goes back. */
 static void bc_claim_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nexus_bclaim *c = t->wobj;
+  if (c->st_ == BC_GRANTED) {
+    c->task_ = NULL;
+    c->st_ = BC_CLAIMED;
+    nexus_bchan_abort(c);
+    return;
+  }
   if (c->st_ != BC_WAITING) return;
   nexus_bchan *ch = c->ch_;
   bc_unlink(ch, c);
@@ -267,8 +256,8 @@ static void bc_claim_cancel(nx_rt *rt, nx_task *t) {
 }
 
 int nx_bchan_claim_wait(nexus_bchan *ch, uint32_t n, nexus_bclaim *c, int wait) {
-  if (c->st_ == BC_GRANTED) {            /* woken with the room reserved */
-    nx_wake_taken(c->task_, c);
+  if (c->st_ == BC_GRANTED) {            /* granted: the room is reserved */
+    bc_taken(c->task_, c);
     c->task_ = NULL;
     c->st_ = BC_CLAIMED;
     return NX_OK;
@@ -420,7 +409,7 @@ void nx_bchan_claim_gc(nexus_bclaim *c) {
     bc_unlink(c->ch_, c);
     bc_clear_claim(c);
   } else if (c->st_ == BC_GRANTED || c->st_ == BC_CLAIMED) {
-    nx_wake_taken(c->task_, c);
+    bc_taken(c->task_, c);
     c->task_ = NULL;
     c->st_ = BC_CLAIMED;
     nexus_bchan_abort(c);

@@ -57,13 +57,6 @@ int nx_bchan_state(const nexus_bchan *ch);
 void nx_bchan_claim_gc(nexus_bclaim *c);         /* finalizer of a Lua claim object */
 void nx_bchan_msg_gc(nexus_bmsg *m);             /* finalizer of a Lua message object */
 
-/* Wakes t (waiting on obj) but keeps cancel registered while t is ready
- * and not yet resumed: if t is aborted before it runs, cancel(rt, t) still
- * runs and can undo what the wake handed over (room granted to t). The
- * resumed task calls nx_wake_taken once it has taken what it was given. */
-void nx_wake_pending(nx_rt *rt, nx_task *t, nx_cancel_fn cancel, void *obj);
-void nx_wake_taken(nx_task *t, void *obj);
-
 void nx_bchan_open(lua_State *L);
 
 #endif

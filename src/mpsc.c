@@ -28,7 +28,6 @@
 #include <lauxlib.h>
 #include <uv.h>
 
-#include "bchan.h"
 #include "rt.h"
 
 #define MP_MAGIC 0x6e786d70u         /* "nxmp": a live channel */
@@ -200,29 +199,27 @@ static void mp_wq_remove(nexus_mpsc *ch, nx_task *t) {
   }
 }
 
-static void mp_woken_cancel(nx_rt *rt, nx_task *t);
-
-/* Room freed: the first waiting sender may try again. It keeps a pending
- * cancel so that, aborted before it runs, it passes the turn on. */
+/* Room freed: the first waiting sender gets the turn to try again
+ * (nx_task_grant keeps mp_tx_cancel registered: aborted before it runs,
+ * it passes the turn on). */
 static void mp_wake_sender(nexus_mpsc *ch) {
   if (ch->wq_n == 0) return;
   nx_task *t = ch->wq[0];
   mp_wq_remove(ch, t);
-  nx_wake_pending(ch->rt, t, mp_woken_cancel, ch);
-}
-
-static void mp_woken_cancel(nx_rt *rt, nx_task *t) {
-  (void)rt;
-  nexus_mpsc *ch = t->wobj;
-  uv_mutex_lock(&ch->mu);
-  int room = ch->n < ch->cap;
-  uv_mutex_unlock(&ch->mu);
-  if (room) mp_wake_sender(ch);
+  nx_task_grant(ch->rt, t);
 }
 
 static void mp_tx_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
-  mp_wq_remove(t->wobj, t);
+  nexus_mpsc *ch = t->wobj;
+  if (t->state != NX_READY) {            /* waiting in the queue */
+    mp_wq_remove(ch, t);
+    return;
+  }
+  uv_mutex_lock(&ch->mu);                /* granted the turn, then aborted */
+  int room = ch->n < ch->cap;
+  uv_mutex_unlock(&ch->mu);
+  if (room) mp_wake_sender(ch);
 }
 
 static void mp_wake_all_senders(nexus_mpsc *ch) {
@@ -409,8 +406,11 @@ static int mp_send_local(nexus_mpsc *ch, mp_buf *enc, int wait, int closed) {
   nx_rt *rt = nx_cur_rt;
   if (mp_other_rt(ch, rt)) return NX_M_OTHERRT;
   nx_task *t = rt ? nx_running(rt) : NULL;
-  int woken = t && t->wobj == ch && t->cancel == mp_woken_cancel;
-  if (woken) nx_wake_taken(t, ch);
+  int woken = t && t->wobj == ch && t->cancel == mp_tx_cancel;   /* granted the turn */
+  if (woken) {
+    t->cancel = NULL;
+    t->wobj = NULL;
+  }
   int rc, wake_rx = 0;
   uv_mutex_lock(&ch->mu);
   if (ch->rx_closed || closed) {
