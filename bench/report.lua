@@ -60,6 +60,23 @@ local workloads = {
       ["nexus-cmd"] = "nexus (nexus.sleep(3600), command)",
     },
   },
+  bytes = {
+    title = "byte channel: N messages of 64 bytes through a 64 KiB channel, producer task to consumer task",
+    metric = "ns_per_msg", unit = "ns/msg", fmt = "%.1f",
+    ref = "lua-queue",
+    extra = {
+      { key = "mmsgs_per_s", head = "M msgs/s", fmt = "%.1f", agg = "median" },
+      { key = "gb_per_s", head = "GB/s", fmt = "%.2f", agg = "median" },
+      { key = "alloc_per_msg", head = "Lua heap B/msg (max)", fmt = "%.2f", agg = "max" },
+    },
+    label = {
+      ["lua-queue"] = "Lua ring of strings, 2 coroutines, no copy (reference)",
+      ["nexus-lua"] = "nexus, Lua: tx:send / rx:recv + release",
+      ["nexus-c"] = "nexus, C producer and consumer (Lua schedules)",
+      ["nexus-cmd-lua"] = "nexus command, Lua",
+      ["nexus-cmd-c"] = "nexus command, C",
+    },
+  },
   chan = {
     title = "chan ping-pong: two tasks, two capacity-1 channels, N round trips",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -244,7 +261,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try", "world" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try", "world", "bytes" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

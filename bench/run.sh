@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the nexus benchmark suite (called by `make bench`).
 #
-# Three workloads (spawn/join, sleepers, parked-task memory), each run by
+# Four workloads (spawn/join, sleepers, parked-task memory, byte channel), each run by
 # several implementations: nexus and its peers (bare coroutines, a
 # hand-written Lua scheduler, luv, cqueues, plain C on libuv). Every
 # measurement is its own process; each implementation runs BENCH_RUNS times,
@@ -11,7 +11,7 @@
 # Environment:
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
-#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,chan,world
+#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,chan,world,bytes
 #                 (chan is two tables: ping-pong, chan_try)
 #   LUAJIT        the interpreter (default luajit)
 #   CC            C compiler for the libuv baseline (default cc)
@@ -20,6 +20,7 @@
 #   BENCH_CHAN_N, BENCH_CHAN_TRY_N  chan round trips, try pairs
 #                 (defaults 1000000, 10000000)
 #   BENCH_WORLD_N dispatches / with_world calls per world run (default 10000000)
+#   BENCH_BYTES_N byte-channel messages (default 1000000)
 # Output: the tables on stdout; raw results in $NEXUS_BUILD/bench/results.txt
 # and the tables as Markdown in $NEXUS_BUILD/bench/results.md.
 set -u
@@ -28,7 +29,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,chan,world}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,chan,world,bytes}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -78,6 +79,15 @@ elif ! flags=$(pkg-config --cflags --libs libuv 2>&1); then
   uv_c_why="pkg-config libuv failed: $(printf '%s\n' "$flags" | head -n 1)"
 elif ! err=$($CC -O2 -o "$UV_C" "$ROOT/bench/sleepers_uv.c" $flags 2>&1); then
   uv_c_why="cc failed: $(printf '%s\n' "$err" | head -n 1)"
+fi
+
+# The C producer/consumer of the byte-channel workload.
+bytes_c_why=$nexus_why
+BYTES_C=$OUT/bytes_c.so
+if ! wanted bytes || [ -n "$bytes_c_why" ]; then
+  :
+elif ! err=$($CC -O2 -shared -fPIC -I "$ROOT/include" -o "$BYTES_C" "$ROOT/bench/bytes_c.c" 2>&1); then
+  bytes_c_why="cc failed: $(printf '%s\n' "$err" | head -n 1)"
 fi
 
 # The world workload's handler library (examples/handlers), built plain.
@@ -145,6 +155,14 @@ impls_world=(
   "with_world-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/world_with.lua"
 )
 
+impls_bytes=(
+  "lua-queue||$LUAJIT $ROOT/bench/bytes_lua_queue.lua"
+  "nexus-lua|nexus_why|$LUAJIT $ROOT/bench/bytes_nexus.lua lua"
+  "nexus-c|bytes_c_why|$LUAJIT $ROOT/bench/bytes_nexus.lua c $BYTES_C"
+  "nexus-cmd-lua|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/bytes_nexus.lua lua"
+  "nexus-cmd-c|bytes_c_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/bytes_nexus.lua c $BYTES_C"
+)
+
 # run_workload NAME: BENCH_RUNS rounds over the runnable implementations.
 run_workload() {
   local w=$1 spec impl whyvar cmd why r out rc line
@@ -185,7 +203,7 @@ run_workload() {
 }
 
 echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $($LUAJIT -v | cut -d' ' -f1-2)" >&2
-for w in spawn sleepers parked world; do
+for w in spawn sleepers parked world bytes; do
   wanted "$w" && run_workload "$w"
 done
 wanted chan && { run_workload chan; run_workload chan_try; }

@@ -30,4 +30,9 @@ local M = {
 
 for k, v in pairs(time) do M[k] = v end
 
+-- Byte and cross-thread channels: fields of nexus.channel.
+if M.channel == nil then M.channel = {} end
+M.channel.bytes = require("nexus.bytes").new
+M.channel.mpsc = require("nexus.mpsc").new
+
 return M

@@ -20,6 +20,8 @@
 #include "cancel.h"
 #include "shutdown.h"
 #include "world.h"
+#include "bchan.h"
+#include "mpsc.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -765,6 +767,8 @@ static const nx_opener nx_openers[] = {
   nx_chan_open,
   nx_cancel_open,
   nx_world_open,
+  nx_bchan_open,
+  nx_mpsc_open,
   NULL,
 };
 
