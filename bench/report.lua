@@ -93,6 +93,17 @@ local workloads = {
       ["nexus-cmd"] = "nexus.channel (nexus command)",
     },
   },
+  pool = {
+    title = "pool: detached trivial tasks spawned in batches of 64, steady state",
+    metric = "ns_per_task", unit = "ns/task", fmt = "%.1f",
+    ref = "spawn",
+    extra = {},
+    label = {
+      ["spawn"] = "nexus.spawn, handle dropped (reference)",
+      ["pooled"] = "nexus.spawn_pooled, pool of 64 (luajit + require)",
+      ["pooled-cmd"] = "nexus.spawn_pooled, pool of 64 (nexus command)",
+    },
+  },
   chan_try = {
     title = "chan try pair: try_send + try_recv, never suspending, N pairs",
     metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
@@ -177,6 +188,8 @@ local function targets(w, d)
       rel(impl, "coro-loop", "the bare-coroutine loop", 1.5)
       rel(impl, "luv", "luv", 1, true)
       rel(impl, "cqueues", "cqueues", 1, true)
+    elseif w == "pool" then
+      rel(impl, "spawn", "nexus.spawn", 1, true)
     elseif w == "sleepers" then
       rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
     elseif w == "chan" or w == "chan_try" then
@@ -194,6 +207,11 @@ local function targets(w, d)
     end
   end
   if w == "world" then return world_targets(d, rel, out) end
+  if w == "pool" then
+    check("pooled")
+    check("pooled-cmd")
+    return out
+  end
   check("nexus")
   check("nexus-cmd")
   if w == "spawn" then check("nexus-shared") end
@@ -261,7 +279,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "chan", "chan_try", "world", "bytes" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

@@ -11,7 +11,7 @@
 # Environment:
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
-#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,chan,world,bytes
+#   BENCH_ONLY    comma list of workloads to run: spawn,sleepers,parked,pool,chan,world,bytes
 #                 (chan is two tables: ping-pong, chan_try)
 #   LUAJIT        the interpreter (default luajit)
 #   CC            C compiler for the libuv baseline (default cc)
@@ -21,6 +21,7 @@
 #                 (defaults 1000000, 10000000)
 #   BENCH_WORLD_N dispatches / with_world calls per world run (default 10000000)
 #   BENCH_BYTES_N byte-channel messages (default 1000000)
+#   BENCH_POOL_N  detached spawns per pool run (default 200000)
 # Output: the tables on stdout; raw results in $NEXUS_BUILD/bench/results.txt
 # and the tables as Markdown in $NEXUS_BUILD/bench/results.md.
 set -u
@@ -29,7 +30,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,chan,world,bytes}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -137,6 +138,11 @@ impls_chan=(
   "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_pingpong_nexus.lua"
 )
+impls_pool=(
+  "spawn|nexus_why|$LUAJIT $ROOT/bench/pool_spawn.lua"
+  "pooled|nexus_why|env BENCH_POOL_MODE=pooled $LUAJIT $ROOT/bench/pool_spawn.lua"
+  "pooled-cmd|nexus_cmd_why|env BENCH_POOL_MODE=pooled $NEXUS_BUILD/bin/nexus $ROOT/bench/pool_spawn.lua"
+)
 impls_chan_try=(
   "lua-chan||$LUAJIT $ROOT/bench/chan_try_lua.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_try_nexus.lua"
@@ -203,7 +209,7 @@ run_workload() {
 }
 
 echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $($LUAJIT -v | cut -d' ' -f1-2)" >&2
-for w in spawn sleepers parked world bytes; do
+for w in spawn sleepers parked pool world bytes; do
   wanted "$w" && run_workload "$w"
 done
 wanted chan && { run_workload chan; run_workload chan_try; }
