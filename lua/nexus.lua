@@ -8,6 +8,9 @@ local channel = require "nexus.channel"
 local cancel = require "nexus.cancel"
 local shutdown = require "nexus.shutdown"
 local world = require "nexus.world"
+local tcp = require "nexus.tcp"
+local udp = require "nexus.udp"
+local dns = require "nexus.dns"
 
 local M = {
   version = core.version,
@@ -26,6 +29,9 @@ local M = {
   world_ctx = world.ctx,
   res = world.res,
   res_mut = world.res_mut,
+  tcp = tcp,
+  udp = udp,
+  dns = dns,
 }
 
 for k, v in pairs(time) do M[k] = v end

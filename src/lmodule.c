@@ -15,6 +15,7 @@
 #include <lua.h>
 
 #include "nexus.h"
+#include "net.h"
 #include "rt.h"
 #include "chan.h"
 #include "cancel.h"
@@ -769,6 +770,7 @@ static const nx_opener nx_openers[] = {
   nx_world_open,
   nx_bchan_open,
   nx_mpsc_open,
+  nx_tcp_open, nx_udp_open, nx_dns_open,
   NULL,
 };
 

@@ -1,0 +1,208 @@
+/* net.c - helpers shared by tcp.c, udp.c and dns.c: addresses, error
+ * strings, argument checks and the wait sentinel. */
+#include "net.h"
+
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <netinet/in.h>
+
+const char *nx_net_strerror(int err) {
+  switch (err) {
+  case UV_EOF: return "eof";
+  case UV_ETIMEDOUT: return "timeout";
+  case UV_ECANCELED: return "closed";          /* a request of a closed handle */
+  case UV_EAI_NONAME: return "name not found";
+  case UV_EAI_NODATA: return "no address for name";
+  default: return uv_strerror(err);            /* lowercase already */
+  }
+}
+
+int nx_net_addr(const char *host, int port, struct sockaddr_storage *ss) {
+  memset(ss, 0, sizeof *ss);
+  if (strcmp(host, "*") == 0) host = "0.0.0.0";
+  else if (strcmp(host, "localhost") == 0) host = "127.0.0.1";
+  if (uv_ip4_addr(host, port, (struct sockaddr_in *)ss) == 0) return 0;
+  if (uv_ip6_addr(host, port, (struct sockaddr_in6 *)ss) == 0) return 0;
+  return UV_EINVAL;
+}
+
+int nx_net_ip(const struct sockaddr *sa, char *ip, size_t iplen) {
+  if (sa->sa_family == AF_INET6) {
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)sa;
+    if (uv_ip6_name(a, ip, iplen) != 0) snprintf(ip, iplen, "?");
+    return ntohs(a->sin6_port);
+  }
+  if (sa->sa_family == AF_INET) {
+    const struct sockaddr_in *a = (const struct sockaddr_in *)sa;
+    if (uv_ip4_name(a, ip, iplen) != 0) snprintf(ip, iplen, "?");
+    return ntohs(a->sin_port);
+  }
+  snprintf(ip, iplen, "?");
+  return 0;
+}
+
+void nx_net_fmt(const struct sockaddr *sa, char *out, size_t outlen) {
+  char ip[NX_ADDRSTRLEN];
+  int port = nx_net_ip(sa, ip, sizeof ip);
+  snprintf(out, outlen, sa->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+}
+
+int nx_net_push_addr(lua_State *L, const struct sockaddr *sa) {
+  char ip[NX_ADDRSTRLEN], full[NX_ADDRSTRLEN + 8];
+  int port = nx_net_ip(sa, ip, sizeof ip);
+  snprintf(full, sizeof full, sa->sa_family == AF_INET6 ? "[%s]:%d" : "%s:%d", ip, port);
+  lua_pushstring(L, full);
+  lua_pushstring(L, ip);
+  lua_pushinteger(L, port);
+  return 3;
+}
+
+int nx_net_fail(lua_State *L, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, nx_net_strerror(err));
+  return 2;
+}
+
+int nx_net_error(lua_State *L, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  lua_pushvfstring(L, fmt, ap);
+  va_end(ap);
+  return lua_error(L);
+}
+
+const char *nx_net_typename(lua_State *L, int idx) {
+  return lua_isnone(L, idx) ? "nil" : luaL_typename(L, idx);
+}
+
+static const char nx_wait_key = 0;
+
+int nx_net_wait(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&nx_wait_key);
+  return 1;
+}
+
+nx_rt *nx_net_rt(lua_State *L, nx_rt *rt, const char *fname) {
+  nx_rt *cur = nx_cur_rt;
+  if (cur && cur != rt) nx_net_error(L, "%s: belongs to another runtime", fname);
+  return cur;
+}
+
+nx_rt *nx_net_task_rt(lua_State *L, nx_rt *rt, const char *fname) {
+  nx_rt *cur = nx_net_rt(L, rt, fname);
+  if (!cur || !cur->cur) nx_net_error(L, "%s: not inside a nexus task", fname);
+  return cur;
+}
+
+void *nx_net_check(lua_State *L, int idx, int mt, const char *fname, const char *what) {
+  if (lua_type(L, idx) == LUA_TUSERDATA && lua_getmetatable(L, idx)) {
+    int ok = lua_rawequal(L, -1, mt);
+    lua_pop(L, 1);
+    if (ok) return *(void **)lua_touserdata(L, idx);
+  }
+  nx_net_error(L, "%s: expected %s, got %s", fname, what, nx_net_typename(L, idx));
+  return NULL;
+}
+
+void **nx_net_newud(lua_State *L, int mt) {
+  void **p = lua_newuserdata(L, sizeof *p);
+  *p = NULL;
+  lua_pushvalue(L, mt);
+  lua_setmetatable(L, -2);
+  return p;
+}
+
+lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer lo,
+                          lua_Integer hi, const char *fname, const char *what) {
+  if (lua_isnoneornil(L, idx)) return dflt;
+  if (lua_type(L, idx) != LUA_TNUMBER)
+    nx_net_error(L, "%s: %s must be an integer, got %s", fname, what, nx_net_typename(L, idx));
+  lua_Number n = lua_tonumber(L, idx);
+  if (n != n || n < (lua_Number)lo || n > (lua_Number)hi || n != (lua_Number)(lua_Integer)n)
+    nx_net_error(L, "%s: %s must be an integer in %d..%d, got %s", fname, what, (int)lo, (int)hi,
+                 lua_tostring(L, idx));
+  return (lua_Integer)n;
+}
+
+void nx_net_ignore_sigpipe(void) {
+  static int done;
+  if (done) return;
+  done = 1;
+  struct sigaction sa;
+  if (sigaction(SIGPIPE, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL) {
+    sa.sa_handler = SIG_IGN;
+    sigaction(SIGPIPE, &sa, NULL);
+  }
+}
+
+void nx_net_newmt(lua_State *L, const char *name) {
+  luaL_newmetatable(L, name);
+  lua_newtable(L);
+  lua_setfield(L, -2, "__index");
+  lua_pushliteral(L, "nexus");
+  lua_setfield(L, -2, "__metatable");
+}
+
+void nx_net_setfuncs(lua_State *L, int t, const luaL_Reg *fns, int nup) {
+  t = t < 0 ? lua_gettop(L) + t + 1 : t;
+  for (; fns->name; fns++) {
+    for (int i = 0; i < nup; i++) lua_pushvalue(L, -nup);
+    lua_pushcclosure(L, fns->func, nup);
+    lua_setfield(L, t, fns->name);
+  }
+}
+
+/* ---- the shared life of socket objects ---- */
+
+static void nx_nh_release(nx_nh *nh) {
+  if (nh->hclosed && nh->udgone) nh->destroy(nh);
+}
+
+static void nx_nh_close_cb(uv_handle_t *h) {
+  nx_nh *nh = (nx_nh *)h;
+  nh->hclosed = 1;
+  nx_nh_release(nh);
+}
+
+/* The runtime closes: its tasks were aborted first (their cancel
+ * callbacks unlinked every waiter), so only the handle is left. */
+static void nx_nh_own_close(nx_rt *rt, nx_owned *o) {
+  (void)rt;
+  nx_nh *nh = (nx_nh *)((char *)o - offsetof(nx_nh, own));
+  nh->closed = 1;
+  nx_nh_close_handle(nh);
+}
+
+void nx_nh_init(nx_nh *nh, nx_rt *rt, void (*destroy)(nx_nh *), int ok) {
+  nh->rt = rt;
+  nh->destroy = destroy;
+  nx_rt_ref(rt);
+  nh->own.next = nh->own.prev = NULL;
+  nh->own.close = nx_nh_own_close;
+  if (ok) {
+    nh->u.h.data = nh;
+    nx_own(rt, &nh->own);
+  } else {
+    nh->closed = nh->hclosing = nh->hclosed = 1;
+  }
+}
+
+void nx_nh_close_handle(nx_nh *nh) {
+  if (nh->hclosing) return;
+  nh->hclosing = 1;
+  nx_disown(nh->rt, &nh->own);
+  uv_close(&nh->u.h, nx_nh_close_cb);
+}
+
+void nx_nh_gc(nx_nh *nh, int close_now) {
+  nx_rt *rt = nh->rt;
+  nh->closed = 1;
+  if (close_now) nx_nh_close_handle(nh);
+  nh->udgone = 1;
+  nx_nh_release(nh);
+  nx_rt_unref(rt);
+}

@@ -1,0 +1,107 @@
+/* net.h - what the network components (tcp.c, udp.c, dns.c) share:
+ * addresses, error strings, the Lua-side conventions of their suspending
+ * calls, and their openers for lmodule.c.
+ *
+ * A suspending network call is a classic Lua C function (it returns
+ * strings): it returns its results when it can complete now, or registers
+ * a wait of the running task (nx_wait) and returns the wait sentinel
+ * (core.net_WAIT); the Lua wrapper then yields and calls it again.
+ */
+#ifndef NX_NET_H
+#define NX_NET_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "rt.h"
+
+/* "255.255.255.255" or "[ffff:...:ffff%ifname]:65535" fits. */
+#define NX_ADDRSTRLEN 80
+
+/* The part every socket object shares: its libuv handle (first, so the
+ * handle's address is the object's), its place in the runtime's owned
+ * list, and a two-sided life. The Lua userdata and the libuv handle each
+ * hold the struct: it is freed by whichever lets go last (the userdata's
+ * __gc or the handle's close callback), since uv_close completes later. */
+typedef struct nx_nh nx_nh;
+struct nx_nh {
+  union { uv_handle_t h; uv_stream_t s; uv_tcp_t tcp; uv_udp_t udp; } u;
+  nx_owned own;
+  nx_rt *rt;                    /* referenced (nx_rt_ref) until __gc */
+  void (*destroy)(nx_nh *nh);   /* frees the component's buffers and nh */
+  uint8_t closed;               /* closed for Lua: calls say "closed" */
+  uint8_t hclosing, hclosed;    /* uv_close called; its callback ran */
+  uint8_t udgone;               /* the userdata was collected */
+};
+
+/* After the handle's uv_*_init succeeded (ok = 1) or failed (ok = 0). */
+void nx_nh_init(nx_nh *nh, nx_rt *rt, void (*destroy)(nx_nh *), int ok);
+/* Closes the libuv handle, once; the struct goes when both sides let go. */
+void nx_nh_close_handle(nx_nh *nh);
+/* From __gc: the userdata lets go (closing the handle if close_now). */
+void nx_nh_gc(nx_nh *nh, int close_now);
+
+/* Short lowercase message for a libuv error code ("connection refused",
+ * "address already in use", "eof", "timeout", ...). */
+const char *nx_net_strerror(int err);
+
+/* Fills ss from an IP literal ("127.0.0.1", "::1") and a port; "*" is
+ * 0.0.0.0 and "localhost" 127.0.0.1 (listen and bind take no other names:
+ * resolving would suspend). 0 or UV_EINVAL. */
+int nx_net_addr(const char *host, int port, struct sockaddr_storage *ss);
+
+/* The IP of sa as text ("::1", no brackets); returns its port. */
+int nx_net_ip(const struct sockaddr *sa, char *ip, size_t iplen);
+/* "ip:port", "[ip6]:port". */
+void nx_net_fmt(const struct sockaddr *sa, char *out, size_t outlen);
+
+/* Pushes "ip:port", ip, port of sa; returns 3. */
+int nx_net_push_addr(lua_State *L, const struct sockaddr *sa);
+/* Pushes nil, nx_net_strerror(err); returns 2. */
+int nx_net_fail(lua_State *L, int err);
+/* lua_typename of the value at idx, "nil" for none. */
+const char *nx_net_typename(lua_State *L, int idx);
+/* Raises "<fmt...>" with no position (see lmodule.c nx_error). */
+int nx_net_error(lua_State *L, const char *fmt, ...);
+/* Pushes the wait sentinel; returns 1. */
+int nx_net_wait(lua_State *L);
+
+/* The runtime being driven, which must be rt: raises "<fname>: belongs to
+ * another runtime" when another one is driven. NULL when none is (a call
+ * from outside every task). */
+nx_rt *nx_net_rt(lua_State *L, nx_rt *rt, const char *fname);
+/* The same, for calls that suspend: raises "<fname>: not inside a nexus
+ * task" when no task of rt is running. */
+nx_rt *nx_net_task_rt(lua_State *L, nx_rt *rt, const char *fname);
+
+/* Checks the userdata at idx has the metatable at stack index mt (an
+ * upvalue: lua_upvalueindex(k)) and returns the pointer it holds,
+ * raising "<fname>: expected <what>, got <type>". */
+void *nx_net_check(lua_State *L, int idx, int mt, const char *fname, const char *what);
+/* Pushes a userdata { void *p } with the metatable at index mt. */
+void **nx_net_newud(lua_State *L, int mt);
+
+/* Optional integer argument in [lo, hi]; dflt when nil or none. */
+lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer lo,
+                          lua_Integer hi, const char *fname, const char *what);
+
+/* SIGPIPE would kill the process on a write to a closed peer: ignore it,
+ * once, unless the program installed a handler of its own. */
+void nx_net_ignore_sigpipe(void);
+
+/* Pushes a new metatable named name, with an empty __index table and a
+ * protected __metatable. */
+void nx_net_newmt(lua_State *L, const char *name);
+/* Sets fns into the table at index t, as closures over the nup values on
+ * top of the stack (which stay there). */
+void nx_net_setfuncs(lua_State *L, int t, const luaL_Reg *fns, int nup);
+
+/* Openers: called from luaopen_nexus_core with the module table on top. */
+void nx_tcp_open(lua_State *L);
+void nx_udp_open(lua_State *L);
+void nx_dns_open(lua_State *L);
+
+#endif
