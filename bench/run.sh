@@ -50,19 +50,33 @@ OUT=$NEXUS_BUILD/bench
 RESULTS=$OUT/results.txt
 
 # --- one echo measurement ------------------------------------------------
-# run.sh --echo-one MODE SERVER_CMD...: start the server (SERVER_CMD 0, so
-# it binds a free port) pinned per BENCH_ECHO_*_PIN, wait for its
-# "listening <port>" line, run the load generator against it with the
-# server's pid (for its CPU time), print the load generator's RESULT line,
-# kill the server. run_workload runs this as one measurement.
+
 # echo_alive PID: the process runs (a dead child stays a zombie until
 # waited for, and kill -0 still finds it).
 echo_alive() {
   local st
   st=$(sed 's/.*) //' "/proc/$1/stat" 2>/dev/null) && [ "${st%% *}" != Z ]
 }
+# echo_stop: SIGTERM to the server, SIGKILL if it is still there after 2 s
+# (a server that hangs in its shutdown must not turn a finished
+# measurement into a time-out).
+echo_stop() {
+  local i
+  kill "$echo_pid" 2>/dev/null
+  for ((i = 0; i < 40; i++)); do
+    echo_alive "$echo_pid" || break
+    sleep 0.05
+  done
+  kill -9 "$echo_pid" 2>/dev/null
+  wait "$echo_pid" 2>/dev/null
+}
 echo_server_says() { grep -v '^[[:space:]]*$' "$OUT/echo_server.err" | head -n 3 | tr '\n' ' '; }
 
+# run.sh --echo-one MODE SERVER_CMD...: start the server (SERVER_CMD 0, so
+# it binds a free port) pinned per BENCH_ECHO_*_PIN, wait for its
+# "listening <port>" line, run the load generator against it with the
+# server's pid (for its CPU time), print the load generator's RESULT line,
+# kill the server. run_workload runs this as one measurement.
 echo_one() {
   local mode=$1 pin spin gpin args port rc i
   shift
@@ -84,7 +98,7 @@ echo_one() {
   : >"$sout"; : >"$serr"
   "${spin[@]}" "$@" 0 >>"$sout" 2>>"$serr" &   # taskset execs: $! is the server
   echo_pid=$!   # global: the EXIT trap runs after this function returned
-  trap 'kill "$echo_pid" 2>/dev/null; wait "$echo_pid" 2>/dev/null' EXIT
+  trap echo_stop EXIT
   port=""
   for ((i = 0; i < 200; i++)); do   # 10 s
     port=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$sout" | head -n 1)
