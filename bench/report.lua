@@ -133,7 +133,42 @@ local workloads = {
       ["with_world-cmd"] = "ctx:with_world(fn) round trip (nexus command)",
     },
   },
+  echo_latency = {
+    title = "echo latency: 1 connection, sequential 64-byte round trips",
+    metric = "p50_us", unit = "p50 us", fmt = "%.2f",
+    ref = "c-libuv",
+    extra = {
+      { key = "p99_us", head = "p99 us", fmt = "%.2f", agg = "median", ratio = true },
+      { key = "p999_us", head = "p999 us", fmt = "%.2f", agg = "median", ratio = true },
+      { key = "srv_cpu_us", head = "server CPU us/rt", fmt = "%.2f", agg = "median" },
+    },
+    label = {
+      ["c-libuv"] = "C libuv, static read buffer (reference)",
+      ["c-epoll"] = "C epoll",
+      ["luv"] = "luv (read_start callbacks)",
+      ["cqueues"] = "cqueues (coroutine per connection)",
+      ["copas"] = "copas (LuaSocket, coroutine per connection)",
+      ["nexus"] = "nexus (luajit + require)",
+      ["nexus-cmd"] = "nexus (nexus command)",
+    },
+  },
+  echo_throughput = {
+    title = "echo throughput: server CPU per 64-byte message",
+    sub = function(r)
+      return r.conns and string.format(" (%d connections x %d in flight, %.0f s)",
+                                       r.conns, r.depth, r.secs)
+    end,
+    metric = "srv_cpu_us", unit = "server CPU us/msg", fmt = "%.3f",
+    ref = "c-libuv",
+    hide = { conns = true, depth = true, secs = true },   -- in the title
+    extra = {
+      { key = "msgs_per_s", head = "msgs/s", fmt = "%.0f", agg = "median", ratio = true },
+      { key = "srv_cpu_pct", head = "server CPU %", fmt = "%.0f", agg = "median" },
+      { key = "gen_cpu_us", head = "loadgen CPU us/msg", fmt = "%.3f", agg = "median" },
+    },
+  },
 }
+workloads.echo_throughput.label = workloads.echo_latency.label
 
 
 local function median(xs)
@@ -201,6 +236,13 @@ local function targets(w, d)
         rel(impl, "luv-drain", "luv (drain)", 1, true)
         rel(impl, "cqueues", "cqueues", 1, true)
       end
+    elseif w == "echo_latency" then
+      rel(impl, "c-libuv", "the C libuv server (p50)", 1.05)
+    elseif w == "echo_throughput" then
+      rel(impl, "c-libuv", "the C libuv server (CPU/msg)", 1.15)
+      rel(impl, "luv", "luv (CPU/msg)", 1, true)
+      rel(impl, "cqueues", "cqueues (CPU/msg)", 1, true)
+      rel(impl, "copas", "copas (CPU/msg)", 1, true)
     elseif w == "parked" then
       out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
@@ -279,16 +321,18 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes",
+                        "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians
-    local med, n = {}, nil
+    local med, n, first = {}, nil, nil
     for _, impl in ipairs(d.order) do
       local row = d.rows[impl]
       local xs, lua = {}, {}
       for i, r in ipairs(row.runs) do
         xs[i] = r[spec.metric]; lua[i] = r.lua_per_task; n = n or r.n
+        first = first or r
       end
       row.vals, row.lua = xs, lua
       row.med = median(xs)
@@ -297,7 +341,10 @@ for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", 
     local ref = med[spec.ref]
 
     local head = { "implementation", "median " .. spec.unit, "ratio", "paired ratio" }
-    for _, e in ipairs(spec.extra) do head[#head + 1] = e.head end
+    for _, e in ipairs(spec.extra) do
+      head[#head + 1] = e.head
+      if e.ratio then head[#head + 1] = e.head .. " ratio" end
+    end
     head[#head + 1] = "runs (" .. spec.unit .. ")"
 
     local rows = {}
@@ -319,6 +366,15 @@ for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", 
           for i, r in ipairs(row.runs) do xs[i] = r[e.key] end
           local v = (e.agg == "max" and max or median)(xs)
           cells[#cells + 1] = v and string.format(e.fmt, v) or "-"
+          if e.ratio then   -- ratio of medians to the reference's
+            local refrow, rv = d.rows[spec.ref], nil
+            if refrow and not refrow.skip then
+              local rs = {}
+              for i, r in ipairs(refrow.runs) do rs[i] = r[e.key] end
+              rv = median(rs)
+            end
+            cells[#cells + 1] = (v and rv) and string.format("%.2fx", v / rv) or "-"
+          end
         end
         local raw = {}
         for i, v in ipairs(row.vals) do raw[i] = string.format(spec.fmt, v) end
@@ -330,7 +386,9 @@ for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", 
 
     -- text table
     emit("")
-    emit(spec.title .. (n and string.format(" (N = %d)", n) or ""))
+    local sub = spec.sub and first and spec.sub(first)
+                or (n and string.format(" (N = %d)", n) or "")
+    emit(spec.title .. sub)
     local width = {}
     for _, r in ipairs({ head, unpack(rows) }) do
       if #r == #head then
@@ -371,7 +429,7 @@ for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", 
     for _, t in ipairs(tg) do emit("  target: " .. t) end
 
     -- markdown
-    md[#md + 1] = "### " .. spec.title .. (n and string.format(" (N = %d)", n) or "")
+    md[#md + 1] = "### " .. spec.title .. sub
     md[#md + 1] = ""
     md[#md + 1] = "| " .. table.concat(head, " | ") .. " |"
     local sep = {}
