@@ -17,7 +17,7 @@ local function task(i) sum = sum + i end
 local function pass(n)
   local i = 0
   while i < n do
-    for _ = 1, 64 do
+    for _ = 1, n - i < 64 and n - i or 64 do
       i = i + 1
       spawn(task, i)
     end
