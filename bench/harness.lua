@@ -111,6 +111,27 @@ function H.report_parked(n, before, after)
     { rss_per_task = rss, lua_per_task = lua, n = n })
 end
 
+-- chan ping-pong: n round trips (2n one-way hops) in elapsed seconds; the
+-- values sent were 1..n and came back: sum must be n*(n+1)/2.
+function H.report_pingpong(n, elapsed, sum)
+  local want = n * (n + 1) / 2
+  if sum ~= want then
+    error(string.format("chan: wrong sum %s, want %s", tostring(sum), tostring(want)))
+  end
+  H.report({ "ns_per_hop", "total_ms", "n" },
+    { ns_per_hop = elapsed / (2 * n) * 1e9, total_ms = elapsed * 1e3, n = n })
+end
+
+-- chan try pair: n try_send + try_recv pairs of the values 1..n.
+function H.report_trypair(n, elapsed, sum)
+  local want = n * (n + 1) / 2
+  if sum ~= want then
+    error(string.format("chan_try: wrong sum %s, want %s", tostring(sum), tostring(want)))
+  end
+  H.report({ "ns_per_pair", "total_ms", "n" },
+    { ns_per_pair = elapsed / n * 1e9, total_ms = elapsed * 1e3, n = n })
+end
+
 function H.snapshot()
   local lua = H.lua_heap()
   return { lua = lua, rss = H.rss() }

@@ -60,7 +60,115 @@ local workloads = {
       ["nexus-cmd"] = "nexus (nexus.sleep(3600), command)",
     },
   },
+  bytes = {
+    title = "byte channel: N messages of 64 bytes through a 64 KiB channel, producer task to consumer task",
+    metric = "ns_per_msg", unit = "ns/msg", fmt = "%.1f",
+    ref = "lua-queue",
+    extra = {
+      { key = "mmsgs_per_s", head = "M msgs/s", fmt = "%.1f", agg = "median" },
+      { key = "gb_per_s", head = "GB/s", fmt = "%.2f", agg = "median" },
+      { key = "alloc_per_msg", head = "Lua heap B/msg (max)", fmt = "%.2f", agg = "max" },
+    },
+    label = {
+      ["lua-queue"] = "Lua ring of strings, 2 coroutines, no copy (reference)",
+      ["nexus-lua"] = "nexus, Lua: tx:send / rx:recv + release",
+      ["nexus-c"] = "nexus, C producer and consumer (Lua schedules)",
+      ["nexus-cmd-lua"] = "nexus command, Lua",
+      ["nexus-cmd-c"] = "nexus command, C",
+    },
+  },
+  chan = {
+    title = "chan ping-pong: two tasks, two capacity-1 channels, N round trips",
+    metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel, coroutines (reference)",
+      ["coro"] = "bare resume/yield, no channel (floor)",
+      ["luv"] = "Lua channel under luv (one round per loop iteration)",
+      ["luv-drain"] = "Lua channel under luv (drain per idle callback)",
+      ["cqueues"] = "cqueues (condition-based channel)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
+  pool = {
+    title = "pool: detached trivial tasks spawned in batches of 64, steady state",
+    metric = "ns_per_task", unit = "ns/task", fmt = "%.1f",
+    ref = "spawn",
+    extra = {},
+    label = {
+      ["spawn"] = "nexus.spawn, handle dropped (reference)",
+      ["pooled"] = "nexus.spawn_pooled, pool of 64 (luajit + require)",
+      ["pooled-cmd"] = "nexus.spawn_pooled, pool of 64 (nexus command)",
+    },
+  },
+  chan_try = {
+    title = "chan try pair: try_send + try_recv, never suspending, N pairs",
+    metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
+    ref = "lua-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["lua-chan"] = "hand-written Lua channel (reference)",
+      ["nexus"] = "nexus.channel (luajit + require)",
+      ["nexus-cmd"] = "nexus.channel (nexus command)",
+    },
+  },
+  world = {
+    title = "world: ticks dispatched to the order-book handler, and with_world round trips",
+    metric = "ns_per_op", unit = "ns/op", fmt = "%.2f",
+    ref = "c-direct",
+    extra = {},
+    label = {
+      ["c-direct"] = "ob_on_tick, direct FFI call, pointers in locals (reference)",
+      ["c-handler"] = "ob_on_tick through handler:run(ev)",
+      ["c-handler-call"] = "ob_on_tick through handler(ev) (__call)",
+      ["lua-handler"] = "Lua twin of ob_on_tick through handler:run(ev)",
+      ["touch-direct"] = "ob_touch (call only), direct FFI call",
+      ["touch-handler"] = "ob_touch through handler:run(ev)",
+      ["with_world"] = "ctx:with_world(fn) round trip (luajit)",
+      ["with_world_ref"] = "ctx:with_world_ref(fn) round trip (luajit)",
+      ["with_world-cmd"] = "ctx:with_world(fn) round trip (nexus command)",
+    },
+  },
+  echo_latency = {
+    title = "echo latency: 1 connection, sequential 64-byte round trips",
+    metric = "p50_us", unit = "p50 us", fmt = "%.2f",
+    ref = "c-libuv",
+    extra = {
+      { key = "p99_us", head = "p99 us", fmt = "%.2f", agg = "median", ratio = true },
+      { key = "p999_us", head = "p999 us", fmt = "%.2f", agg = "median", ratio = true },
+      { key = "srv_cpu_us", head = "server CPU us/rt", fmt = "%.2f", agg = "median" },
+    },
+    label = {
+      ["c-libuv"] = "C libuv, static read buffer (reference)",
+      ["c-epoll"] = "C epoll",
+      ["luv"] = "luv (read_start callbacks)",
+      ["cqueues"] = "cqueues (coroutine per connection)",
+      ["copas"] = "copas (LuaSocket, coroutine per connection)",
+      ["nexus"] = "nexus (luajit + require)",
+      ["nexus-cmd"] = "nexus (nexus command)",
+    },
+  },
+  echo_throughput = {
+    title = "echo throughput: server CPU per 64-byte message",
+    sub = function(r)
+      return r.conns and string.format(" (%d connections x %d in flight, %.0f s)",
+                                       r.conns, r.depth, r.secs)
+    end,
+    metric = "srv_cpu_us", unit = "server CPU us/msg", fmt = "%.3f",
+    ref = "c-libuv",
+    hide = { conns = true, depth = true, secs = true },   -- in the title
+    extra = {
+      { key = "msgs_per_s", head = "msgs/s", fmt = "%.0f", agg = "median", ratio = true },
+      { key = "srv_cpu_pct", head = "server CPU %", fmt = "%.0f", agg = "median" },
+      { key = "gen_cpu_us", head = "loadgen CPU us/msg", fmt = "%.3f", agg = "median" },
+    },
+  },
 }
+workloads.echo_throughput.label = workloads.echo_latency.label
 
 
 local function median(xs)
@@ -88,6 +196,8 @@ end
 -- target is judged on both the ratio of medians and the paired ratio;
 -- when the two disagree the verdict is "unclear (noise)": rerun with more
 -- BENCH_RUNS.
+local world_targets   -- below
+
 local function targets(w, d)
   local out = {}
   local function ratios(impl, ref)
@@ -113,16 +223,62 @@ local function targets(w, d)
       rel(impl, "coro-loop", "the bare-coroutine loop", 1.5)
       rel(impl, "luv", "luv", 1, true)
       rel(impl, "cqueues", "cqueues", 1, true)
+    elseif w == "pool" then
+      rel(impl, "spawn", "nexus.spawn", 1, true)
     elseif w == "sleepers" then
       rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
+    elseif w == "chan" or w == "chan_try" then
+      local limit = w == "chan" and 60 or 30
+      out[#out + 1] = string.format("%s: %.1f %s (target <= %d): %s",
+        impl, row.med, workloads[w].unit, limit, row.med <= limit and "met" or "MISSED")
+      if w == "chan" then
+        rel(impl, "luv", "luv", 1, true)
+        rel(impl, "luv-drain", "luv (drain)", 1, true)
+        rel(impl, "cqueues", "cqueues", 1, true)
+      end
+    elseif w == "echo_latency" then
+      rel(impl, "c-libuv", "the C libuv server (p50)", 1.05)
+    elseif w == "echo_throughput" then
+      rel(impl, "c-libuv", "the C libuv server (CPU/msg)", 1.15)
+      rel(impl, "luv", "luv (CPU/msg)", 1, true)
+      rel(impl, "cqueues", "cqueues (CPU/msg)", 1, true)
+      rel(impl, "copas", "copas (CPU/msg)", 1, true)
     elseif w == "parked" then
       out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
     end
   end
+  if w == "world" then return world_targets(d, rel, out) end
+  if w == "pool" then
+    check("pooled")
+    check("pooled-cmd")
+    return out
+  end
   check("nexus")
   check("nexus-cmd")
   if w == "spawn" then check("nexus-shared") end
+  return out
+end
+
+-- The issue's targets for the World: a handler costs what a direct FFI
+-- call costs (<= 1.2x, on the real handler and on the call alone), a
+-- with_world round trip <= 20 ns; the Lua handler is reported beside C.
+world_targets = function(d, rel, out)
+  rel("c-handler", "c-direct", "the direct FFI call", 1.2)
+  rel("c-handler-call", "c-direct", "the direct FFI call", 1.2)
+  rel("touch-handler", "touch-direct", "the direct FFI call (call only)", 1.2)
+  for _, impl in ipairs({ "with_world", "with_world_ref", "with_world-cmd" }) do
+    local row = d.rows[impl]
+    if row and row.med then
+      out[#out + 1] = string.format("%s: %.2f ns per round trip (target <= 20 ns): %s",
+        impl, row.med, row.med <= 20 and "met" or "MISSED")
+    end
+  end
+  local lua, c = d.rows["lua-handler"], d.rows["c-handler"]
+  if lua and c and lua.med and c.med then
+    out[#out + 1] = string.format("lua-handler: %.2f ns vs c-handler %.2f ns per tick (%.2fx; reported, no target)",
+      lua.med, c.med, lua.med / c.med)
+  end
   return out
 end
 
@@ -165,16 +321,18 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes",
+                        "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians
-    local med, n = {}, nil
+    local med, n, first = {}, nil, nil
     for _, impl in ipairs(d.order) do
       local row = d.rows[impl]
       local xs, lua = {}, {}
       for i, r in ipairs(row.runs) do
         xs[i] = r[spec.metric]; lua[i] = r.lua_per_task; n = n or r.n
+        first = first or r
       end
       row.vals, row.lua = xs, lua
       row.med = median(xs)
@@ -183,7 +341,10 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     local ref = med[spec.ref]
 
     local head = { "implementation", "median " .. spec.unit, "ratio", "paired ratio" }
-    for _, e in ipairs(spec.extra) do head[#head + 1] = e.head end
+    for _, e in ipairs(spec.extra) do
+      head[#head + 1] = e.head
+      if e.ratio then head[#head + 1] = e.head .. " ratio" end
+    end
     head[#head + 1] = "runs (" .. spec.unit .. ")"
 
     local rows = {}
@@ -205,6 +366,15 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
           for i, r in ipairs(row.runs) do xs[i] = r[e.key] end
           local v = (e.agg == "max" and max or median)(xs)
           cells[#cells + 1] = v and string.format(e.fmt, v) or "-"
+          if e.ratio then   -- ratio of medians to the reference's
+            local refrow, rv = d.rows[spec.ref], nil
+            if refrow and not refrow.skip then
+              local rs = {}
+              for i, r in ipairs(refrow.runs) do rs[i] = r[e.key] end
+              rv = median(rs)
+            end
+            cells[#cells + 1] = (v and rv) and string.format("%.2fx", v / rv) or "-"
+          end
         end
         local raw = {}
         for i, v in ipairs(row.vals) do raw[i] = string.format(spec.fmt, v) end
@@ -216,7 +386,9 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
 
     -- text table
     emit("")
-    emit(spec.title .. (n and string.format(" (N = %d)", n) or ""))
+    local sub = spec.sub and first and spec.sub(first)
+                or (n and string.format(" (N = %d)", n) or "")
+    emit(spec.title .. sub)
     local width = {}
     for _, r in ipairs({ head, unpack(rows) }) do
       if #r == #head then
@@ -257,7 +429,7 @@ for _, w in ipairs({ "spawn", "sleepers", "parked" }) do
     for _, t in ipairs(tg) do emit("  target: " .. t) end
 
     -- markdown
-    md[#md + 1] = "### " .. spec.title .. (n and string.format(" (N = %d)", n) or "")
+    md[#md + 1] = "### " .. spec.title .. sub
     md[#md + 1] = ""
     md[#md + 1] = "| " .. table.concat(head, " | ") .. " |"
     local sep = {}

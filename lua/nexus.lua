@@ -4,6 +4,10 @@ local core = require "nexus.core"
 local runtime = require "nexus.runtime"
 local task = require "nexus.task"
 local time = require "nexus.time"
+local channel = require "nexus.channel"
+local cancel = require "nexus.cancel"
+local shutdown = require "nexus.shutdown"
+local world = require "nexus.world"
 local tcp = require "nexus.tcp"
 local udp = require "nexus.udp"
 local dns = require "nexus.dns"
@@ -13,13 +17,28 @@ local M = {
   runtime = runtime,
   run = runtime.run,
   spawn = task.spawn,
+  spawn_pooled = task.spawn_pooled,
+  try_claim = task.try_claim,
   current = task.current,
   yield = task.yield,
+  channel = channel,
+  cancel_token = cancel.token,
+  shutdown_signal = shutdown.signal,
+  shutdown_handle = shutdown.handle,
+  world = world,
+  world_ctx = world.ctx,
+  res = world.res,
+  res_mut = world.res_mut,
   tcp = tcp,
   udp = udp,
   dns = dns,
 }
 
 for k, v in pairs(time) do M[k] = v end
+
+-- Byte and cross-thread channels: fields of nexus.channel.
+if M.channel == nil then M.channel = {} end
+M.channel.bytes = require("nexus.bytes").new
+M.channel.mpsc = require("nexus.mpsc").new
 
 return M

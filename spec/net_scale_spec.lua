@@ -59,13 +59,13 @@ describe("net scale", function()
           open = open - 1
         end)
       end
-      while echoed + failed < n and nexus.now() - t0 < 60 do nexus.sleep(0.02) end
+      while echoed + failed < n and nexus.now() - t0 < 150 do nexus.sleep(0.02) end
       release = true
       for i = 1, n do hs[i]:join() end
       print(("peak %d echoed %d failed %d in %.1f s"):format(peak, echoed, failed, nexus.now() - t0))
     ]])
     local t0 = os.time()
-    local r = H.sh("timeout 120 sh -c " .. H.q(with_fds(limit, N.nexus(H.q(client) .. " " .. port .. " " .. CONNS))))
+    local r = H.sh("timeout 240 sh -c " .. H.q(with_fds(limit, N.nexus(H.q(client) .. " " .. port .. " " .. CONNS))))
     N.kill(server)
     N.finish(server)
     assert.are.equal(0, r.rc, r.err)

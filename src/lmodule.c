@@ -6,6 +6,7 @@
  * as a table of function pointers (nx_api): a module opened by `require`
  * is loaded privately, so ffi.C could not find them by name.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -16,6 +17,12 @@
 #include "nexus.h"
 #include "net.h"
 #include "rt.h"
+#include "chan.h"
+#include "cancel.h"
+#include "shutdown.h"
+#include "world.h"
+#include "bchan.h"
+#include "mpsc.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -33,8 +40,8 @@ static int nx_error(lua_State *L, const char *fmt, ...) {
 /* A task handle: one per task (the weak slot -> handle table finds it
  * again for nexus.current()), with no finalizer. join/result consume it
  * (as ngx.thread.wait and fiber:join do): the outcome is handed over and
- * the task's slot can come back. Its environment is the runtime's env
- * table, whose keeper userdata keeps the runtime's C struct alive. */
+ * the task's slot can come back. It does not keep its runtime's memory
+ * alive: every use checks nx_rt_live first. */
 typedef struct nx_handle {
   nx_rt *rt;          /* NULL once consumed */
   nx_task *t;         /* NULL once consumed */
@@ -45,7 +52,6 @@ typedef struct nx_handle {
 
 #define NX_UV_TASK_MT lua_upvalueindex(1)      /* the handle metatable */
 
-#define NX_RT_KEEP_MT "nexus.runtime.keeper"
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
 
 /* ---- FFI entry points: act on the running task of the current runtime ---- */
@@ -99,13 +105,6 @@ static int l_rt_new(lua_State *L) {
   if (!(b->rt = nx_rt_new())) return nx_error(L, "nexus.runtime: cannot create the event loop");
   nx_rt *rt = b->rt;
   lua_newtable(L);                               /* tasks: slot -> coroutine */
-  lua_createtable(L, 1, 0);                      /* env of every handle */
-  nx_rtbox *keep = lua_newuserdata(L, sizeof *keep);
-  keep->rt = rt;
-  luaL_getmetatable(L, NX_RT_KEEP_MT);
-  lua_setmetatable(L, -2);
-  lua_rawseti(L, -2, 1);
-  lua_rawseti(L, -2, 0);                         /* tasks[0] = env */
   rt->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
   lua_newtable(L);                               /* slot -> handle, weak */
   lua_createtable(L, 0, 1);
@@ -113,17 +112,11 @@ static int l_rt_new(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   rt->handles_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
+  lua_pushvalue(L, -2);
+  lua_rawseti(L, -2, (int)rt->serial);
+  lua_pop(L, 1);
   return 1;
-}
-
-static int l_keep_gc(lua_State *L) {
-  nx_rtbox *b = lua_touserdata(L, 1);
-  if (b && b->rt) {
-    nx_rt *rt = b->rt;
-    b->rt = NULL;
-    nx_rt_unref(rt);
-  }
-  return 0;
 }
 
 static int l_rt_gc(lua_State *L) {
@@ -171,6 +164,9 @@ static int l_rt_stats(lua_State *L) {
   NX_STAT("ready", rt->qn);
   NX_STAT("task_errors", rt->st.errors);
   NX_STAT("task_slots", rt->nslots);
+  NX_STAT("sweeps", rt->st.sweeps);
+  NX_STAT("pool_size", rt->pool_size);
+  NX_STAT("pool_free", rt->npool_free);
   lua_pushboolean(L, rt->closed);
   lua_setfield(L, -2, "closed");
   return 1;
@@ -187,10 +183,7 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   h->end = 0;
   lua_pushvalue(L, NX_UV_TASK_MT);
   lua_setmetatable(L, -2);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-  lua_rawgeti(L, -1, 0);
-  lua_setfenv(L, -3);
-  lua_pop(L, 1);
+  if (t->flags & NX_F_POOLED) return;   /* its slot is reused: no canonical handle */
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (int)t->slot + 1);
@@ -211,8 +204,22 @@ static nx_handle *nx_check_handle(lua_State *L, int idx, const char *fname) {
   return h;
 }
 
-static int nx_handle_done(const nx_handle *h) { return !h->t || h->t->state == NX_DONE; }
-static int nx_handle_end(const nx_handle *h) { return h->t ? h->t->end : h->end; }
+/* The handle's task record, or NULL once it is gone: consumed by join,
+ * reused by another pooled task (the id tells), or freed with its runtime
+ * (handles do not keep a runtime's memory: nx_rt_live checks it). */
+static nx_task *nx_handle_task(const nx_handle *h) {
+  if (!h->t || !nx_rt_live(h->rt, h->rt_serial)) return NULL;
+  return h->t->id == h->id && h->t->state != NX_FREE ? h->t : NULL;
+}
+
+static int nx_handle_done(const nx_handle *h) {
+  nx_task *t = nx_handle_task(h);
+  return !t || t->state == NX_DONE;
+}
+static int nx_handle_end(const nx_handle *h) {
+  nx_task *t = nx_handle_task(h);
+  return t ? t->end : h->t ? NX_END_ABORTED : h->end;
+}
 
 /* The outcome was handed over: the coroutine holding it can go (unless
  * block_on still reads it), and the slot at the next sweep. */
@@ -278,7 +285,7 @@ static int l_h_finished(lua_State *L) {
 
 static int l_h_abort(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:abort");
-  if (!h->t) {
+  if (!nx_handle_task(h)) {
     lua_pushboolean(L, 0);
     return 1;
   }
@@ -297,7 +304,7 @@ static int l_h_tostring(lua_State *L) {
     int e = nx_handle_end(h);
     st = e == NX_END_OK ? "finished" : e == NX_END_ERROR ? "failed" : "aborted";
   } else {
-    st = nx_state_names[h->t->state];
+    st = nx_state_names[nx_handle_task(h)->state];
   }
   lua_pushfstring(L, "nexus.task(%d, %s)", (int)h->id, st);
   return 1;
@@ -348,6 +355,11 @@ static int l_join(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, fname);
   nx_task *t = h->t;
   if (!t) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (!nx_rt_live(h->rt, h->rt_serial))
+    return nx_error(L, "%s: the runtime of task %d is gone", fname, (int)h->id);
+  if (t->flags & NX_F_POOLED)
+    return nx_error(L, "%s: task %d is a pooled task (spawn_pooled): its outcome is not kept",
+                    fname, (int)h->id);
   if (t->state != NX_DONE) return nx_join_wait(L, h, fname);
   lua_settop(L, 1);
   int n;
@@ -373,9 +385,13 @@ static int l_join(lua_State *L) {
   return n;
 }
 
-/* core.may_suspend(): may the running coroutine yield to the executor? */
+/* core.may_suspend(): 0 when the running coroutine may yield to the
+ * executor; 1 when it cannot yield at all (called through a C function);
+ * 2 when it is not the task's coroutine (the user's own, inside a task).
+ * One call for both checks: it sits on every wait's path. */
 static int l_may_suspend(lua_State *L) {
-  lua_pushboolean(L, nx_cur_rt && nx_may_suspend(nx_cur_rt, L));
+  int why = !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
+  lua_pushinteger(L, why);
   return 1;
 }
 
@@ -406,18 +422,44 @@ static int nx_push_error(lua_State *L, nx_task *t) {
   return 2;
 }
 
+static const char *nx_signame(int signo) {
+  return signo == 2 ? "SIGINT" : signo == 15 ? "SIGTERM" : "a signal";
+}
+
+static _Thread_local int nx_last_interrupt;   /* for the nexus command's exit status */
+
 static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, const char *fname) {
   int n;
-  if (stop == NX_STOP_FATAL) {
+  if (stop == NX_STOP_INTERRUPT) {
+    int signo = rt->interrupted;
+    rt->interrupted = 0;
+    nx_last_interrupt = signo;
+    lua_pushboolean(L, 0);
+    lua_pushfstring(L, "%s: interrupted by %s (signal %d): no task was waiting on the shutdown signal",
+                    fname, nx_signame(signo), signo);
+    n = 2;
+  } else if (stop == NX_STOP_FATAL) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
     n = nx_push_error(L, t);      /* onto L before the task's record may go */
     t->flags &= ~NX_F_FATAL;
     nx_task_ended(rt, L, t);
+  } else if (!root) {             /* quiesce: idle, out of time, or stuck */
+    if (stop == NX_STOP_DONE) {
+      lua_pushboolean(L, 1);
+      return 1;
+    }
+    lua_pushnil(L);
+    lua_pushstring(L, stop == NX_STOP_TIMEOUT ? "timeout" : "deadlock");
+    return 2;
   } else if (stop == NX_STOP_DEADLOCK) {
     lua_pushboolean(L, 0);
-    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete",
-                    fname, (int)rt->alive);
+    /* Waiting on the shutdown signal with no handlers is the likely cause. */
+    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete%s",
+                    fname, (int)rt->alive,
+                    rt->sd_waiter && !rt->sd ? " (one waits on the shutdown signal, but the runtime has "
+                    "no signal handlers: build it with :signal_handlers(true), or trigger a shutdown "
+                    "handle)" : "");
     n = 2;
   } else if (root->end == NX_END_ERROR) {
     n = nx_push_error(L, root);
@@ -429,15 +471,15 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     lua_pushboolean(L, 1);
     n = nx_push_results(L, root) + 1;
   }
-  nx_task_unhold(rt, L, root);
+  if (root) nx_task_unhold(rt, L, root);
   return n;
 }
 
-static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, const char *fname) {
+static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, double until, const char *fname) {
   nx_rt *prev = nx_cur_rt;
   nx_cur_rt = rt;
   rt->driving = 1;
-  int stop = nx_rt_drive(rt, L, root, all);
+  int stop = nx_rt_drive(rt, L, root, all, until);
   rt->driving = 0;
   nx_cur_rt = prev;
   return nx_finish_drive(L, rt, root, stop, fname);
@@ -462,7 +504,7 @@ static int l_rt_block_on(lua_State *L) {
   root->flags |= NX_F_ROOT;
   root->holds++;
   lua_settop(L, 4);
-  return nx_drive(L, rt, root, all, fname);
+  return nx_drive(L, rt, root, all, INFINITY, fname);
 }
 
 /* rt:_adopt(): the running coroutine (a script's main chunk under the
@@ -501,14 +543,209 @@ static int l_rt_adopted_drive(lua_State *L) {
     nx_task_after_yield(rt, L, root);
   }
   lua_settop(L, 0);
-  return nx_drive(L, rt, root, 1, "main chunk");
+  return nx_drive(L, rt, root, 1, INFINITY, "main chunk");
+}
+
+/* ---- the task pool ---- */
+
+#define NX_CLAIM_MT "nexus.claim"
+typedef struct nx_claim {
+  nx_rt *rt;          /* NULL once used or released */
+  nx_task *t;
+} nx_claim;
+
+static int nx_pool_error(lua_State *L, int rc, const char *fname) {
+  if (rc == NX_POOL_NONE)
+    return nx_error(L, "%s: this runtime has no task pool (configure one with builder:task_pool(n))", fname);
+  if (rc == NX_POOL_FULL)
+    return nx_error(L, "%s: the bounded task pool is full (%d tasks)", fname, (int)nx_cur_rt->pool_size);
+  return nx_error(L, "%s: out of memory", fname);
+}
+
+/* rt:_pool(n, bounded) */
+static int l_rt_pool(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "builder:task_pool");
+  if (nx_pool_config(rt, L, (uint32_t)luaL_checkinteger(L, 2), lua_toboolean(L, 3)) != 0)
+    return nx_error(L, "builder:task_pool: out of memory");
+  return 0;
+}
+
+/* core.spawn_pooled(fn, ...) -> true, or nothing when no runtime runs. */
+static int l_spawn_pooled(lua_State *L) {
+  nx_rt *rt = nx_cur_rt;
+  if (lua_type(L, 1) != LUA_TFUNCTION)
+    return nx_error(L, "nexus.spawn_pooled: expected a function, got %s", luaL_typename(L, 1));
+  if (!rt) return 0;
+  int nargs = lua_gettop(L) - 1;
+  if (nargs > 65534) return nx_error(L, "nexus.spawn_pooled: too many arguments (%d)", nargs);
+  nx_task *t;
+  int rc = nx_pool_take(rt, L, &t);
+  if (rc != NX_OK) return nx_pool_error(L, rc, "nexus.spawn_pooled");
+  nx_pool_start(rt, L, t, nargs);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.try_claim() -> claim | false (bounded pool full) | nothing (no runtime) */
+static int l_try_claim(lua_State *L) {
+  nx_rt *rt = nx_cur_rt;
+  if (!rt) return 0;
+  nx_task *t;
+  int rc = nx_pool_take(rt, L, &t);
+  if (rc == NX_POOL_FULL) {
+    lua_pushboolean(L, 0);
+    return 1;
+  }
+  if (rc != NX_OK) return nx_pool_error(L, rc, "nexus.try_claim");
+  nx_claim *c = lua_newuserdata(L, sizeof *c);
+  c->rt = rt;
+  c->t = t;
+  nx_rt_ref(rt);
+  luaL_getmetatable(L, NX_CLAIM_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+static void nx_claim_drop(nx_claim *c) {
+  nx_rt *rt = c->rt;
+  c->rt = NULL;
+  if (!rt->closed) nx_pool_give(rt, c->t);
+  nx_rt_unref(rt);
+}
+
+/* claim:spawn(fn, ...) */
+static int l_claim_spawn(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  if (!c->rt) return nx_error(L, "claim:spawn: the claim was already used or released");
+  if (lua_type(L, 2) != LUA_TFUNCTION)
+    return nx_error(L, "claim:spawn: expected a function, got %s", luaL_typename(L, 2));
+  nx_rt *rt = c->rt;
+  if (rt->closed) return nx_error(L, "claim:spawn: the runtime is closed");
+  int nargs = lua_gettop(L) - 2;
+  if (nargs > 65534) return nx_error(L, "claim:spawn: too many arguments (%d)", nargs);
+  c->rt = NULL;
+  nx_pool_start(rt, L, c->t, nargs);
+  nx_rt_unref(rt);
+  return 0;
+}
+
+static int l_claim_release(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  if (c->rt) nx_claim_drop(c);
+  return 0;
+}
+
+static int l_claim_tostring(lua_State *L) {
+  nx_claim *c = luaL_checkudata(L, 1, NX_CLAIM_MT);
+  lua_pushstring(L, c->rt ? "nexus.claim(held)" : "nexus.claim(used)");
+  return 1;
+}
+
+/* ---- shutdown ---- */
+
+/* rt:_quiesce(secs) for rt:shutdown_quiesce: drives the tasks still alive
+ * until none is (true), or secs pass (nil, "timeout"), or all that are left
+ * wait on what nothing can complete (nil, "deadlock"); false, err when a
+ * task error or a signal stops the runtime (the Lua wrapper raises it). */
+static int l_rt_quiesce(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "rt:shutdown_quiesce");
+  if (lua_type(L, 2) != LUA_TNUMBER)
+    return nx_error(L, "rt:shutdown_quiesce: secs must be a number, got %s", luaL_typename(L, 2));
+  double secs = lua_tonumber(L, 2);
+  nx_check_not_in_task(L, "rt:shutdown_quiesce");
+  if (rt->driving) return nx_error(L, "rt:shutdown_quiesce: the runtime is already running");
+  if (secs != secs || secs < 0)
+    return nx_error(L, "rt:shutdown_quiesce: secs must be a non-negative number");
+  lua_settop(L, 0);
+  return nx_drive(L, rt, NULL, 1, nx_now() + secs, "rt:shutdown_quiesce");
+}
+
+/* rt:_signals(): installs the SIGINT/SIGTERM handlers. */
+static int l_rt_signals(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "builder:signal_handlers");
+  int rc = nx_sd_install(rt);
+  if (rc != 0) return nx_error(L, "builder:signal_handlers: %s", uv_strerror(rc));
+  return 0;
+}
+
+static int l_rt_trigger(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "shutdown_handle:trigger");
+  if (!rt->closed) nx_sd_trigger(rt, 0);
+  else rt->shut = 1;
+  return 0;
+}
+
+/* rt:_sd_state() -> shut, signo */
+static int l_rt_sd_state(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "rt:shutdown");
+  lua_pushboolean(L, rt->shut);
+  lua_pushinteger(L, rt->signo);
+  return 2;
+}
+
+/* rt:_sd_wait(fname) -> 0 (shut down) | 1 (yield, then call again); raises. */
+static int l_rt_sd_wait(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "shutdown_signal:wait");
+  const char *fname = luaL_checkstring(L, 2);
+  if (rt->shut) {
+    lua_pushinteger(L, 0);
+    return 1;
+  }
+  if (rt != nx_cur_rt) {
+    if (nx_cur_rt && nx_cur_rt->cur) return nx_error(L, "%s: the signal belongs to another runtime", fname);
+    lua_pushinteger(L, NX_E_NOTASK);
+    return 1;
+  }
+  int rc = nx_sd_wait(rt);
+  if (rc == NX_SD_BUSY)
+    return nx_error(L, "%s: another task is already waiting on the shutdown signal "
+                    "(it has a single waiter: fan out to several tasks with a cancel token)", fname);
+  lua_pushinteger(L, rc);
+  return 1;
+}
+
+static int l_rt_sd_stats(lua_State *L) {
+  nx_rt *rt = nx_check_rt(L, 1, "rt:shutdown_stats");
+  int owned = 0;
+  for (nx_owned *o = rt->owned.next; o && o != &rt->owned; o = o->next) owned++;
+  lua_createtable(L, 0, 6);
+  lua_pushboolean(L, rt->shut);
+  lua_setfield(L, -2, "shutdown");
+  if (rt->signo) {
+    lua_pushinteger(L, rt->signo);
+    lua_setfield(L, -2, "signal");
+  }
+  NX_STAT("aborted_tasks", rt->st.aborted);
+  NX_STAT("tasks_alive", rt->alive);
+  NX_STAT("open_handles", owned - (rt->sd ? 1 : 0));
+  lua_pushboolean(L, rt->sd != NULL);
+  lua_setfield(L, -2, "signal_handlers");
+  return 1;
+}
+
+/* core.current_runtime(): the runtime object being driven, or nothing. */
+static int l_current_runtime(lua_State *L) {
+  if (!nx_cur_rt) return 0;
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
+  lua_rawgeti(L, -1, (int)nx_cur_rt->serial);
+  return 1;
+}
+
+/* core.last_interrupt(): the signal that last interrupted a runtime, or 0. */
+static int l_last_interrupt(lua_State *L) {
+  lua_pushinteger(L, nx_last_interrupt);
+  return 1;
 }
 
 /* ---- module ---- */
 
 static const luaL_Reg nx_rt_methods[] = {
   {"_block_on", l_rt_block_on}, {"_adopt", l_rt_adopt}, {"_adopted_drive", l_rt_adopted_drive},
-  {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close}, {NULL, NULL},
+  {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
+  {"_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
+  {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
+  {"_pool", l_rt_pool},
+  {NULL, NULL},
 };
 
 static const luaL_Reg nx_task_methods[] = {
@@ -519,6 +756,8 @@ static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
   {"join", l_join}, {"abort", l_h_abort},
   {"may_suspend", l_may_suspend}, {"dl_bind", l_dl_bind},
+  {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
+  {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},
   {NULL, NULL},
 };
 
@@ -526,11 +765,23 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
+  nx_chan_open,
+  nx_cancel_open,
+  nx_world_open,
+  nx_bchan_open,
+  nx_mpsc_open,
   nx_tcp_open, nx_udp_open, nx_dns_open,
   NULL,
 };
 
 int luaopen_nexus_core(lua_State *L) {
+  lua_newtable(L);
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "v");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
+
   luaL_newmetatable(L, NX_RT_MT);
   lua_pushcfunction(L, l_rt_gc);
   lua_setfield(L, -2, "__gc");
@@ -539,10 +790,19 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
 
-  luaL_newmetatable(L, NX_RT_KEEP_MT);
-  lua_pushcfunction(L, l_keep_gc);
+  luaL_newmetatable(L, NX_CLAIM_MT);
+  lua_pushcfunction(L, l_claim_release);
   lua_setfield(L, -2, "__gc");
+  lua_pushcfunction(L, l_claim_tostring);
+  lua_setfield(L, -2, "__tostring");
+  lua_newtable(L);
+  lua_pushcfunction(L, l_claim_spawn);
+  lua_setfield(L, -2, "spawn");
+  lua_pushcfunction(L, l_claim_release);
+  lua_setfield(L, -2, "release");
+  lua_setfield(L, -2, "__index");
   lua_pop(L, 1);
+
 
   /* The task handle metatable (no __gc: see nx_handle). Every function
    * that makes or checks handles gets it as upvalue 1. */

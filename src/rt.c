@@ -1,5 +1,6 @@
 /* rt.c - the executor: task records, ready queue, waits, the loop. */
 #include "rt.h"
+#include "cancel.h"
 
 #include <assert.h>
 #include <math.h>
@@ -11,6 +12,29 @@
 
 _Thread_local nx_rt *nx_cur_rt;
 static _Thread_local uint32_t nx_rt_serial;
+
+/* Live runtimes by serial: objects that outlive their runtime (task
+ * handles) check here instead of keeping its memory alive. */
+static _Thread_local nx_rt **nx_rts;
+static _Thread_local uint32_t nx_nrts;
+
+int nx_rt_live(const nx_rt *rt, uint32_t serial) {
+  return serial < nx_nrts && nx_rts[serial] == rt;
+}
+
+static int nx_rt_register(nx_rt *rt) {
+  if (rt->serial >= nx_nrts) {
+    uint32_t n = nx_nrts ? nx_nrts * 2 : 16;
+    while (n <= rt->serial) n *= 2;
+    nx_rt **v = realloc(nx_rts, n * sizeof *v);
+    if (!v) return -1;
+    for (uint32_t i = nx_nrts; i < n; i++) v[i] = NULL;
+    nx_rts = v;
+    nx_nrts = n;
+  }
+  nx_rts[rt->serial] = rt;
+  return 0;
+}
 
 static void nx_timer_cb(uv_timer_t *h) { (void)h; }   /* only wakes the loop */
 
@@ -25,13 +49,17 @@ nx_rt *nx_rt_new(void) {
   if (!rt->q) goto fail_loop;
   rt->tasks_ref = rt->handles_ref = LUA_NOREF;
   rt->owned.next = rt->owned.prev = &rt->owned;
-  rt->refs = 2;
+  rt->refs = 1;
   rt->tasks_per_cycle = 64;
+  rt->sweep_at = 256;
   rt->event_interval = 61;
   rt->next_id = 1;
   rt->serial = ++nx_rt_serial;
   rt->event_time = nx_now();
+  if (nx_rt_register(rt) != 0) goto fail_q;
   return rt;
+fail_q:
+  free(rt->q);
 fail_loop:
   uv_close((uv_handle_t *)&rt->timer, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
@@ -54,12 +82,20 @@ static int nx_grow_slots(nx_rt *rt) {
   uint32_t *freev = realloc(rt->freev, (rt->nslots + NX_PAGE_SIZE) * sizeof *freev);
   if (!freev) return -1;
   rt->freev = freev;
-  nx_task *page = calloc(NX_PAGE_SIZE, sizeof *page);
+  /* Not calloc: a record is initialised when taken (nx_task_new); here
+   * only what is read of a free record. */
+  nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
   if (!page) return -1;
   rt->pages[rt->npages++] = page;
   /* Push in reverse so low slots are handed out first (dense Lua array). */
   for (uint32_t i = NX_PAGE_SIZE; i-- > 0;) {
-    page[i].slot = rt->nslots + i;
+    nx_task *t = &page[i];
+    t->slot = rt->nslots + i;
+    t->state = NX_FREE;
+    t->flags = 0;
+    t->co = NULL;
+    t->tm.armed = 0;
+    t->qseq = t->wseq = 0;
     rt->freev[rt->nfree++] = rt->nslots + i;
   }
   rt->nslots += NX_PAGE_SIZE;
@@ -97,6 +133,7 @@ static void nx_zombie(nx_rt *rt, nx_task *t) {
 
 static void nx_sweep(nx_rt *rt, lua_State *L) {
   uint32_t keep = 0;
+  rt->st.sweeps++;
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
   lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   for (uint32_t i = 0; i < rt->nzomb; i++) {
@@ -125,17 +162,11 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
 }
 
 /* Takes a free record; the caller anchors the coroutine in the tasks table. */
-nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
-  if (rt->nzomb && (rt->nfree == 0 || (rt->nzomb >= 256 && rt->nzomb >= rt->alive)))
-    nx_sweep(rt, L);
-  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
-  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
-  t->co = NULL;
+static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->id = rt->next_id++;
   t->holds = 0;
   t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
   t->end = NX_END_OK;
-  t->flags = 0;
   t->wake = 0;
   t->nargs = 0;
   t->cancel = NULL;
@@ -143,13 +174,112 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
   t->joiner = NULL;
   t->dl = NULL;
   t->ndl = 0;
+  t->guards = NULL;
   rt->alive++;
   rt->st.spawned++;
+}
+
+/* Takes a free record; the caller anchors the coroutine in the tasks table. */
+nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
+  /* Sweep when the zombies have doubled since the last sweep: a sweep that
+   * finds the handles still alive (not yet collected) must not run again
+   * at every spawn, which would make spawning quadratic. */
+  if (rt->nzomb >= rt->sweep_at) {
+    nx_sweep(rt, L);
+    rt->sweep_at = rt->nzomb * 2 > 256 ? rt->nzomb * 2 : 256;
+  }
+  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
+  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  t->co = NULL;
+  t->flags = 0;
+  nx_task_init(rt, t);
   return t;
+}
+
+/* ---- the task pool (spawn_pooled) ----
+ *
+ * Pool records are task slots set aside for good, each with a coroutine
+ * anchored at its slot in the tasks table. A pooled task has no handle:
+ * when it ends its outcome is dropped and, if it returned normally, its
+ * coroutine (status 0 again, so lua_resume calls a new function on it) and
+ * its record go back to the pool. One that failed or was aborted gets a
+ * fresh coroutine: only that path allocates. */
+
+static int nx_pool_thread(nx_rt *rt, lua_State *L, nx_task *t) {
+  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
+  t->co = lua_newthread(L);
+  lua_rawseti(L, -2, (int)t->slot + 1);
+  lua_pop(L, 1);
+  return 0;
+}
+
+static int nx_pool_add(nx_rt *rt, lua_State *L) {
+  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return -1;
+  uint32_t *pf = realloc(rt->pool_free, (rt->pool_size + 1) * sizeof *pf);
+  if (!pf) return -1;
+  rt->pool_free = pf;
+  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  t->flags = NX_F_POOLED;
+  t->state = NX_FREE;
+  nx_pool_thread(rt, L, t);
+  rt->pool_size++;
+  rt->pool_free[rt->npool_free++] = t->slot;
+  return 0;
+}
+
+int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded) {
+  rt->pool_bounded = (uint8_t)bounded;
+  rt->pool_on = 1;
+  while (rt->pool_size < n)
+    if (nx_pool_add(rt, L) != 0) return -1;
+  return 0;
+}
+
+/* A pool record for a claim or a spawn: NX_OK, NX_E_NOMEM, or
+ * NX_POOL_NONE / NX_POOL_FULL. */
+int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out) {
+  if (!rt->pool_on) return NX_POOL_NONE;
+  if (rt->npool_free == 0) {
+    if (rt->pool_bounded) return NX_POOL_FULL;
+    if (nx_pool_add(rt, L) != 0) return NX_E_NOMEM;
+  }
+  *out = nx_slot(rt, rt->pool_free[--rt->npool_free]);
+  return NX_OK;
+}
+
+void nx_pool_give(nx_rt *rt, nx_task *t) {
+  t->state = NX_FREE;
+  t->flags = NX_F_POOLED;
+  rt->pool_free[rt->npool_free++] = t->slot;
+}
+
+/* Starts a taken pool record: the function and its arguments are the
+ * top nargs + 1 values of L. */
+void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs) {
+  nx_task_init(rt, t);
+  t->flags = NX_F_POOLED;
+  t->nargs = (uint16_t)nargs;
+  lua_xmove(L, t->co, nargs + 1);
+  nx_task_ready(rt, t);
+}
+
+static void nx_pool_recycle(nx_rt *rt, lua_State *L, nx_task *t) {
+  if (rt->closed) {                    /* going away: nothing to reuse */
+    nx_task_drop_co(rt, L, t);
+    t->state = NX_FREE;
+    return;
+  }
+  if (t->co && t->end == NX_END_OK && lua_status(t->co) == 0) lua_settop(t->co, 0);
+  else nx_pool_thread(rt, L, t);
+  nx_pool_give(rt, t);
 }
 
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->holds || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
+  if (t->flags & NX_F_POOLED) {
+    nx_pool_recycle(rt, L, t);
+    return;
+  }
   if (t->flags & NX_F_CONSUMED) nx_task_drop_co(rt, L, t);
   nx_zombie(rt, t);
 }
@@ -203,10 +333,19 @@ void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
   t->cancel = NULL;
   t->wobj = NULL;
   t->wake = (int8_t)code;
+  t->wseq++;
+  nx_task_ready(rt, t);
+}
+
+void nx_task_grant(nx_rt *rt, nx_task *t) {
+  if (t->state != NX_WAITING) return;
+  t->wake = NX_WAKE_OK;
+  t->wseq++;
   nx_task_ready(rt, t);
 }
 
 void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
+  t->wseq++;
   if (t->cancel) {
     nx_cancel_fn fn = t->cancel;
     t->cancel = NULL;
@@ -230,6 +369,7 @@ int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
   t->wobj = obj;
   t->cancel = cancel;
   t->state = NX_WAITING;
+  t->wseq++;
   return NX_OK;
 }
 
@@ -369,9 +509,10 @@ static void nx_capture_error(lua_State *L, nx_task *t) {
 
 static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   nx_dl_pop_task(rt, t, 1);
+  if (t->cancel) nx_task_cancel_wait(rt, t);   /* a wait it never yielded for */
   t->state = NX_DONE;
-  t->cancel = NULL;
   rt->alive--;
+  if (t->guards) nx_guards_fire(t);
   if (t->joiner) {
     nx_task *j = t->joiner;
     t->joiner = NULL;
@@ -457,15 +598,16 @@ static void nx_run_batch(nx_rt *rt, lua_State *L) {
   }
 }
 
-/* Parks in the loop until I/O or the earliest timer; 0 if nothing can
- * ever wake it (deadlock). */
-static int nx_park(nx_rt *rt) {
+/* Parks in the loop until I/O, the earliest timer or `until`; 0 if
+ * nothing can ever wake it (deadlock). */
+static int nx_park(nx_rt *rt, double until) {
   nx_timer *top = nx_heap_peek(&rt->heap);
-  if (top) {
+  double at = top && top->deadline < until ? top->deadline : until;
+  if (at < INFINITY) {
     /* libuv timers count whole milliseconds from a cached loop time: round
      * up, and the next cycle re-checks with a fresh clock, so a wake-up
      * that comes early only re-arms; a timer never fires early. */
-    double ms = ceil((top->deadline - nx_now()) * 1000.0);
+    double ms = ceil((at - nx_now()) * 1000.0);
     if (ms > 1e12) ms = 1e12;                      /* sleep(math.huge) */
     uv_update_time(&rt->loop);
     uv_timer_start(&rt->timer, nx_timer_cb, ms > 0 ? (uint64_t)ms : 0, 0);
@@ -478,16 +620,35 @@ static int nx_park(nx_rt *rt) {
   return 1;
 }
 
-int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
+/* Every task ends as aborted: the runtime was interrupted or closes. */
+void nx_rt_abort_all(nx_rt *rt, lua_State *L) {
+  for (uint32_t s = 0; s < rt->nslots; s++) {
+    nx_task *t = nx_slot(rt, s);
+    if (t->state != NX_FREE && t->state != NX_DONE && nx_task_abort(rt, L, t)) rt->st.aborted++;
+  }
+}
+
+static int nx_stop_now(nx_rt *rt, lua_State *L, nx_task *root, int all) {
+  if (rt->fatal) return NX_STOP_FATAL;
+  if (rt->interrupted) {
+    nx_rt_abort_all(rt, L);
+    return NX_STOP_INTERRUPT;
+  }
+  if (root ? root->state == NX_DONE && (!all || rt->alive == 0) : rt->alive == 0) return NX_STOP_DONE;
+  return -1;
+}
+
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   uint32_t ticks = 0;
+  int stop;
   for (;;) {
     nx_run_batch(rt, L);
-    if (rt->fatal) return NX_STOP_FATAL;
-    if (root->state == NX_DONE && (!all || rt->alive == 0)) return NX_STOP_DONE;
+    if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();
     rt->event_time = now;
     rt->st.cycles++;
     nx_fire_timers(rt, now);
+    if (now >= until) return NX_STOP_TIMEOUT;
     if (rt->qn) {
       if (++ticks >= rt->event_interval) {
         ticks = 0;
@@ -497,7 +658,8 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
       continue;
     }
     ticks = 0;
-    if (!nx_park(rt)) return NX_STOP_DEADLOCK;
+    if (!nx_park(rt, until)) return NX_STOP_DEADLOCK;
+    if (rt->interrupted && (stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
   }
 }
 
@@ -506,10 +668,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all) {
 void nx_rt_close(nx_rt *rt, lua_State *L) {
   if (rt->closed) return;
   rt->closed = 1;
-  for (uint32_t s = 0; s < rt->nslots; s++) {
-    nx_task *t = nx_slot(rt, s);
-    if (t->state != NX_FREE && t->state != NX_DONE) nx_task_abort(rt, L, t);
-  }
+  nx_rt_abort_all(rt, L);
   if (rt->fatal) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
@@ -549,7 +708,9 @@ void nx_rt_ref(nx_rt *rt) { rt->refs++; }
  * last handle does. The struct is freed after both. */
 void nx_rt_unref(nx_rt *rt) {
   if (--rt->refs > 0) return;
+  nx_rts[rt->serial] = NULL;
   free(rt->zomb);
+  free(rt->pool_free);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
   free(rt->freev);

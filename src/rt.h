@@ -35,7 +35,8 @@ enum {
   NX_OK = 0,
   NX_AGAIN = 1,         /* wait registered: yield, then try again */
   NX_E_NOTASK = -1,     /* not inside a nexus task */
-  NX_E_NOMEM = -2
+  NX_E_NOMEM = -2,
+  NX_E_OTHER_RT = -3    /* the object has waiters in another runtime */
 };
 
 /* task flags */
@@ -45,6 +46,7 @@ enum {
 #define NX_F_FATAL    0x08u   /* error stopped the runtime */
 #define NX_F_ZOMBIE   0x10u   /* ended; in the zombie list until swept */
 #define NX_F_CONSUMED 0x20u   /* its outcome was handed over by join */
+#define NX_F_POOLED   0x40u   /* a task-pool record: reused, never freed */
 
 struct nx_deadline {            /* one level of nexus.timeout in a task */
   nx_timer tm;                  /* first: the heap hands back nx_timer* */
@@ -69,6 +71,8 @@ struct nx_task {
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume */
   uint16_t ndl;                 /* timeout levels */
+  uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
+  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
 };
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
@@ -99,10 +103,18 @@ struct nx_rt {
   nx_task *fatal;               /* unobserved error that stops the runtime */
   nx_deadline *dlfree;
   nx_owned owned;               /* list head of what close() must close */
+  struct nx_shutdown *sd;       /* signal handlers, if installed */
+  nx_task *sd_waiter;           /* the one task waiting on the shutdown signal */
+  int signo;                    /* the signal that shut it down, or 0 */
+  int interrupted;              /* a signal found no waiter: abort everything */
+  uint8_t shut;                 /* shutdown triggered */
   int tasks_ref;                /* registry ref: table slot -> coroutine */
   int handles_ref;              /* registry ref: weak table slot -> handle */
-  int refs;                     /* the runtime object and its keeper */
+  int refs;                     /* the runtime object, claims, sockets... */
   uint32_t *zomb, nzomb, zcap;  /* ended tasks whose slot may come back */
+  uint32_t sweep_at;            /* sweep the zombies when there are this many */
+  uint32_t *pool_free, npool_free, pool_size;   /* the task pool */
+  uint8_t pool_on, pool_bounded;
   uint32_t tasks_per_cycle, event_interval;
   uint8_t report_errors, closed, driving, busy;
   double event_time;
@@ -110,7 +122,7 @@ struct nx_rt {
   uint32_t serial;              /* unique per process: tells runtimes apart */
   uint64_t next_id;
   struct {
-    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors;
+    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
   } st;
 };
 
@@ -118,6 +130,7 @@ extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
+int nx_rt_live(const nx_rt *rt, uint32_t serial); /* rt (of that serial) not freed yet */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */
 void nx_disown(nx_rt *rt, nx_owned *o);
@@ -125,7 +138,20 @@ void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
 void nx_task_ready(nx_rt *rt, nx_task *t);
+
+/* The task pool (spawn_pooled, claims). */
+enum { NX_POOL_NONE = -10, NX_POOL_FULL = -11 };
+int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded);
+int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out);
+void nx_pool_give(nx_rt *rt, nx_task *t);                 /* an unused claim */
+void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
 void nx_task_wake(nx_rt *rt, nx_task *t, int code);
+/* Ends t's wait with a grant t takes when it runs (a reserved channel
+ * slot): t is readied but keeps wobj and cancel, so that if t is aborted
+ * before it runs, cancel(rt, t) is called (with t->state == NX_READY) and
+ * can pass the grant on. The component recognises the holder by
+ * t->wobj/t->cancel and clears both when t takes the grant. */
+void nx_task_grant(nx_rt *rt, nx_task *t);
 void nx_task_cancel_wait(nx_rt *rt, nx_task *t);
 int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t);
@@ -137,9 +163,11 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
 enum { NX_FIN_OK, NX_FIN_RAW };
 void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 
-/* Executor: stop when root is done (and, if all, every task is). */
-enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK };
-int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all);
+/* Executor: stop when root is done (and, if all, every task is; with no
+ * root, when every task is), or at `until` (nx_now() seconds). */
+enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK, NX_STOP_INTERRUPT, NX_STOP_TIMEOUT };
+int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until);
+void nx_rt_abort_all(nx_rt *rt, lua_State *L);
 
 /* Waits of the current task; each returns an NX_ status.
  *

@@ -110,6 +110,7 @@ function M.main(argv, argc)
   local main, args = load_main(o, argv, argc)
   if not main then report(args); return 1 end
 
+  runtime._command = true
   local co = coroutine.create(main)
   runtime._set_pending(co)
   local ok, e = coroutine.resume(co, unpack(args))
@@ -118,6 +119,10 @@ function M.main(argv, argc)
   local dead = coroutine.status(co) == "dead"
   if not ok then
     if imp then imp.rt:close() end
+    -- A runtime of the script's own was interrupted by a signal no task
+    -- waited for: exit as the signal asks, as the implicit runtime does.
+    local signo = core.last_interrupt()
+    if signo ~= 0 and tostring(e):find("interrupted by", 1, true) then return 128 + signo end
     report(with_traceback(co, e))
     return 1
   end
@@ -126,7 +131,12 @@ function M.main(argv, argc)
   local dok, ok, derr = pcall(imp.rt._adopted_drive, imp.rt, imp.root, dead)
   imp.rt:close()
   if not dok then report(ok); return 1 end
-  if not ok then report(derr); return 1 end
+  if not ok then
+    local signo = core.last_interrupt()
+    if signo ~= 0 and tostring(derr):find("interrupted by", 1, true) then return 128 + signo end
+    report(derr)
+    return 1
+  end
   return 0
 end
 

@@ -4,6 +4,7 @@ local api = require "nexus.api"
 local util = require "nexus.util"
 
 local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
+local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local api_in_task = api.in_task
 local no_task, check_yieldable = util.no_task, util.check_yieldable
@@ -15,6 +16,26 @@ function M.spawn(fn, ...)
   if h then return h end
   no_task("nexus.spawn", -1)    -- adopts the main chunk, or raises
   return cspawn(fn, ...)
+end
+
+-- A task from the runtime's pool (builder:task_pool): its coroutine and
+-- record are reused, so this allocates nothing. Pooled tasks are detached:
+-- nothing is returned, their outcome is not kept (an error follows
+-- on_task_error like any error nobody waits for).
+function M.spawn_pooled(fn, ...)
+  if cspawn_pooled(fn, ...) then return end
+  no_task("nexus.spawn_pooled", -1)
+  cspawn_pooled(fn, ...)
+end
+
+-- A claim on a pool slot, or nil when the bounded pool is full.
+function M.try_claim()
+  local c = ctry_claim()
+  if c == nil then
+    no_task("nexus.try_claim", -1)
+    c = ctry_claim()
+  end
+  return c or nil
 end
 
 local methods = core.task_mt.__index

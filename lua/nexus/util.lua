@@ -3,7 +3,6 @@ local api = require "nexus.api"
 local may_suspend = require("nexus.core").may_suspend
 
 local type, error, tostring, select = type, error, tostring, select
-local isyieldable = coroutine.isyieldable
 local M = {}
 
 -- Set by nexus.runtime: adopts a script's main chunk as a root task the
@@ -52,24 +51,34 @@ function M.no_task(fname, rc)
 end
 
 -- Before yielding with a wait registered: if this coroutine cannot yield
--- (a C function, an FFI callback, a metamethod called from C), release the
--- wait and raise a nexus error instead of LuaJIT's C-call boundary error.
+-- (a C function, an FFI callback, a metamethod called from C), or is a
+-- coroutine of the user's own inside a task (its yield would go to the
+-- user's code), release the wait and raise a nexus error instead.
+local why_not = {
+  "cannot suspend here (called through a C function or callback that cannot yield)",
+  "cannot suspend inside a coroutine of your own (coroutine.wrap/create inside a task): "
+    .. "its yield would go to your code, not to nexus; use nexus.spawn",
+}
+
+-- True while nexus.world has a World borrowed (with_world): then the
+-- check asks M.cannot_suspend, which nexus.world extends. Off the hot path
+-- otherwise: one field read.
+M.borrowing = false
+
 function M.check_yieldable(fname)
-  local why = M.cannot_suspend()
-  if why then
-    api.cancel_wait()
-    error(fname .. ": " .. why, 3)
+  local why = may_suspend()
+  if why ~= 0 or M.borrowing then
+    local msg = M.cannot_suspend()
+    if msg then
+      api.cancel_wait()
+      error(fname .. ": " .. msg, 3)
+    end
   end
 end
 
 -- nil when the running coroutine may yield to the executor, else why not.
 function M.cannot_suspend()
-  if not isyieldable() then
-    return "cannot suspend here (called through a C function or callback that cannot yield)"
-  elseif not may_suspend() then
-    return "cannot suspend inside a coroutine of your own (coroutine.wrap/create inside a task): "
-      .. "its yield would go to your code, not to nexus; use nexus.spawn"
-  end
+  return why_not[may_suspend()]
 end
 
 return M

@@ -1,0 +1,399 @@
+-- nexus.bytes: byte channels (nexus.channel.bytes). The ring, the wait
+-- queues and the accounting are C (src/bchan.c); this file checks
+-- arguments, yields, and keeps the hot path free of allocation: claim
+-- objects come from a small pool and go back on commit/abort, and each
+-- receiver has one message object that every recv fills again.
+--
+-- Rule: a claim object is valid from claim until commit/abort, a message
+-- object from recv until release; after that the same object may be handed
+-- out again.
+local ffi = require "ffi"
+local core = require "nexus.core"
+local util = require "nexus.util"
+
+ffi.cdef [[
+typedef struct nexus_bchan nexus_bchan;
+typedef struct nexus_bclaim {
+  uint8_t *ptr;
+  uint32_t len;
+  uint32_t st_, off_, need_, own_;
+  nexus_bchan *ch_;
+  struct nexus_bclaim *next_, *prev_;
+  void *task_;
+} nexus_bclaim;
+typedef struct nexus_bmsg {
+  const uint8_t *ptr;
+  uint32_t len;
+  uint32_t st_, off_, pad_;
+  nexus_bchan *ch_;
+} nexus_bmsg;
+typedef struct nexus_bytes_api {
+  int (*claim)(nexus_bchan *ch, size_t n, nexus_bclaim *c);
+  int (*commit)(nexus_bclaim *c);
+  int (*abort)(nexus_bclaim *c);
+  int (*recv)(nexus_bchan *ch, nexus_bmsg *m);
+  int (*release)(nexus_bmsg *m);
+  size_t (*len)(const nexus_bchan *ch);
+  size_t (*capacity)(const nexus_bchan *ch);
+  void (*ref)(nexus_bchan *ch);
+  void (*unref)(nexus_bchan *ch);
+} nexus_bytes_api;
+typedef struct nx_bchan_api {
+  nexus_bytes_api pub;
+  nexus_bchan *(*create)(uint32_t capacity);
+  void (*tx_add)(nexus_bchan *ch);
+  void (*tx_close)(nexus_bchan *ch);
+  void (*tx_drop)(nexus_bchan *ch);
+  void (*rx_close)(nexus_bchan *ch);
+  void (*rx_drop)(nexus_bchan *ch);
+  int (*claim_wait)(nexus_bchan *ch, uint32_t n, nexus_bclaim *c, int wait);
+  int (*recv_wait)(nexus_bchan *ch, nexus_bmsg *m, int wait);
+  int (*state)(const nexus_bchan *ch);
+  void (*claim_gc)(nexus_bclaim *c);
+  void (*msg_gc)(nexus_bmsg *m);
+} nx_bchan_api;
+]]
+
+local B = ffi.cast("const nx_bchan_api *", core.bchan_api)
+local b_claim_wait, b_recv_wait = B.claim_wait, B.recv_wait
+local b_commit, b_abort, b_release = B.pub.commit, B.pub.abort, B.pub.release
+local b_state, b_len = B.state, B.pub.len
+
+local type, error, tostring, setmetatable, tonumber = type, error, tostring, setmetatable, tonumber
+local floor = math.floor
+local band = bit.band
+local yield = coroutine.yield
+local copy, fstring, gc, cast = ffi.copy, ffi.string, ffi.gc, ffi.cast
+local no_task, check_yieldable = util.no_task, util.check_yieldable
+
+-- Statuses (src/rt.h, include/nexus.h, src/bchan.h).
+local OK, AGAIN, NOTASK = 0, 1, -1
+local EAGAIN, EINVAL, EPIPE = -11, -22, -32
+local HELD, RXBUSY, OTHERRT = -101, -102, -103
+local RXCLOSED, TXCLOSED, DRAINED = 1, 2, 4
+local MSG_HELD = 1
+local MAX_CAPACITY = 2 ^ 30
+
+-- chan_ptr(p) makes a new pointer cdata (ffi.cast to the same type would
+-- hand back p itself): each handle needs its own, for its own finalizer.
+local chan_ptr = ffi.typeof("nexus_bchan *")
+
+local M = {}
+
+-- For C code loaded with ffi.load: the public functions of nexus.h.
+M.c_api = ffi.cast("const nexus_bytes_api *", core.bchan_api)
+
+local function raise(fname, what, level)
+  error(fname .. ": " .. what, level + 1)
+end
+
+-- An unexpected status is a bug of nexus, named as such.
+local function fail(fname, rc, level)
+  if rc == OTHERRT then raise(fname, "belongs to another runtime", level + 1) end
+  if rc == -2 then raise(fname, "out of memory", level + 1) end
+  raise(fname, "internal error (status " .. tostring(rc) .. ")", level + 1)
+end
+
+---------------------------------------------------------------- claims
+
+local Claim = {}
+local claim_t = ffi.metatype("nexus_bclaim", {
+  __index = Claim,
+  __tostring = function(c)
+    return ("nexus.bytes.claim(%d bytes%s)"):format(c.len, c.st_ == 0 and ", done" or "")
+  end,
+})
+
+local pool, npool = {}, 0
+local POOL_MAX = 64
+
+local function new_claim()
+  if npool > 0 then
+    local c = pool[npool]
+    pool[npool] = nil
+    npool = npool - 1
+    return c
+  end
+  local c = gc(claim_t(), B.claim_gc)
+  c.own_ = 1
+  return c
+end
+
+local function free_claim(c)
+  if c.own_ == 1 and npool < POOL_MAX then
+    npool = npool + 1
+    pool[npool] = c
+  end
+end
+
+-- Publishes the message: true | nil, "closed" (the receiver is gone).
+function Claim.commit(c)
+  local rc = b_commit(c)
+  if rc == OK then
+    free_claim(c)
+    return true
+  elseif rc == EPIPE then
+    free_claim(c)
+    return nil, "closed"
+  end
+  raise("claim:commit", "the claim was already committed or aborted", 2)
+end
+
+-- Gives the room back.
+function Claim.abort(c)
+  if b_abort(c) ~= OK then
+    raise("claim:abort", "the claim was already committed or aborted", 2)
+  end
+  free_claim(c)
+end
+
+---------------------------------------------------------------- messages
+
+local Msg = {}
+ffi.metatype("nexus_bmsg", {
+  __index = Msg,
+  __len = function(m) return m.len end,
+  __tostring = function(m)
+    return m.st_ == MSG_HELD and ("nexus.bytes.message(%d bytes)"):format(m.len)
+      or "nexus.bytes.message(released)"
+  end,
+})
+local msg_t = ffi.typeof("nexus_bmsg")
+
+-- The message as a Lua string (a copy).
+function Msg.string(m)
+  if m.st_ ~= MSG_HELD then raise("message:string", "the message was released", 2) end
+  return fstring(m.ptr, m.len)
+end
+
+-- Makes the room reusable; m is invalid afterwards.
+function Msg.release(m)
+  if b_release(m) ~= OK then raise("message:release", "the message was already released", 2) end
+end
+
+---------------------------------------------------------------- senders
+
+local Tx = {}
+Tx.__index = Tx
+
+local function new_tx(ch, cap)
+  return setmetatable({ _ch = gc(chan_ptr(ch), B.tx_drop), _cap = cap, _open = true }, Tx)
+end
+
+local function check_size(fname, tx, n)
+  if type(n) ~= "number" or n ~= floor(n) then
+    raise(fname, "size must be an integer, got " .. (type(n) == "number" and tostring(n) or type(n)), 3)
+  elseif n < 1 then
+    raise(fname, "cannot claim " .. tostring(n) .. " bytes (at least 1)", 3)
+  elseif n > tx._cap then
+    raise(fname, ("%d bytes is more than the capacity (%d)"):format(n, tx._cap), 3)
+  end
+end
+
+-- The slow path of a claim: adopt the main chunk, wait for room, or fail.
+local function claim_slow(tx, n, c, rc, fname)
+  while true do
+    if rc == OK then
+      return c
+    elseif rc == AGAIN then
+      check_yieldable(fname)
+      yield()
+    elseif rc == EPIPE then
+      free_claim(c)
+      return nil, "closed"
+    elseif rc == NOTASK then
+      no_task(fname, rc)
+    else
+      free_claim(c)
+      fail(fname, rc, 3)
+    end
+    rc = b_claim_wait(tx._ch, n, c, 1)
+    if rc == OK and not tx._open then   -- the sender was closed while this waited
+      b_abort(c)
+      free_claim(c)
+      return nil, "closed"
+    end
+  end
+end
+
+-- (suspends while there is no room) claim | nil, "closed"
+function Tx.claim(tx, n)
+  check_size("tx:claim", tx, n)
+  if not tx._open then return nil, "closed" end
+  local c = new_claim()
+  local rc = b_claim_wait(tx._ch, n, c, 1)
+  if rc == OK then return c end
+  return claim_slow(tx, n, c, rc, "tx:claim")
+end
+
+-- claim | nil, "full" | nil, "closed"
+function Tx.try_claim(tx, n)
+  check_size("tx:try_claim", tx, n)
+  if not tx._open then return nil, "closed" end
+  local c = new_claim()
+  local rc = b_claim_wait(tx._ch, n, c, 0)
+  if rc == OK then return c end
+  free_claim(c)
+  if rc == EAGAIN then return nil, "full" end
+  if rc == EPIPE then return nil, "closed" end
+  fail("tx:try_claim", rc, 2)
+end
+
+local function check_string(fname, tx, s)
+  if type(s) ~= "string" then raise(fname, "expected a string, got " .. type(s), 3) end
+  local n = #s
+  if n == 0 then raise(fname, "empty message (0 bytes)", 3) end
+  if n > tx._cap then raise(fname, ("%d bytes is more than the capacity (%d)"):format(n, tx._cap), 3) end
+  return n
+end
+
+local function fill(c, s, n)
+  copy(c.ptr, s, n)
+  local rc = b_commit(c)
+  free_claim(c)
+  if rc == OK then return true end
+  return nil, "closed"
+end
+
+-- (suspends while there is no room) claim + copy + commit: true | nil, "closed"
+function Tx.send(tx, s)
+  local n = check_string("tx:send", tx, s)
+  if not tx._open then return nil, "closed" end
+  local c = new_claim()
+  local rc = b_claim_wait(tx._ch, n, c, 1)
+  if rc ~= OK then
+    local err
+    c, err = claim_slow(tx, n, c, rc, "tx:send")
+    if not c then return nil, err end
+  end
+  return fill(c, s, n)
+end
+
+-- true | nil, "full" | nil, "closed"
+function Tx.try_send(tx, s)
+  local n = check_string("tx:try_send", tx, s)
+  local c, err = Tx.try_claim(tx, n)
+  if not c then return nil, err end
+  return fill(c, s, n)
+end
+
+function Tx.clone(tx)
+  if not tx._open then raise("tx:clone", "the sender is closed", 2) end
+  B.tx_add(tx._ch)
+  return new_tx(tx._ch, tx._cap)
+end
+
+-- This sender is done; the receiver sees "closed" once every sender is.
+function Tx.close(tx)
+  if not tx._open then return end
+  tx._open = false
+  B.tx_close(tx._ch)
+  gc(tx._ch, B.pub.unref)     -- keep the memory until the handle goes
+end
+
+function Tx.is_closed(tx)
+  return not tx._open or band(b_state(tx._ch), RXCLOSED) ~= 0
+end
+
+function Tx.capacity(tx) return tx._cap end
+function Tx.len(tx) return tonumber(b_len(tx._ch)) end
+-- The nexus_bchan * for C code (include/nexus.h); valid while a handle lives.
+function Tx.cptr(tx) return chan_ptr(tx._ch) end
+
+Tx.__tostring = function(tx)
+  return ("nexus.channel.bytes.sender(capacity=%d%s)"):format(tx._cap, tx:is_closed() and ", closed" or "")
+end
+
+---------------------------------------------------------------- receiver
+
+local Rx = {}
+Rx.__index = Rx
+
+local function recv_slow(rx, rc, fname)
+  local m = rx._m
+  while true do
+    if rc == OK then
+      return m
+    elseif rc == AGAIN then
+      check_yieldable(fname)
+      yield()
+    elseif rc == EPIPE then
+      return nil, "closed"
+    elseif rc == EAGAIN then
+      return nil, "empty"
+    elseif rc == NOTASK then
+      no_task(fname, rc)
+    elseif rc == HELD then
+      raise(fname, "the previous message was not released (call m:release() first)", 3)
+    elseif rc == RXBUSY then
+      raise(fname, "another task is already receiving on this channel", 3)
+    else
+      fail(fname, rc, 3)
+    end
+    rc = b_recv_wait(rx._ch, m, 1)
+  end
+end
+
+-- (suspends while empty) message | nil, "closed"
+function Rx.recv(rx)
+  local rc = b_recv_wait(rx._ch, rx._m, 1)
+  if rc == OK then return rx._m end
+  return recv_slow(rx, rc, "rx:recv")
+end
+
+-- message | nil, "empty" | nil, "closed"
+function Rx.try_recv(rx)
+  local rc = b_recv_wait(rx._ch, rx._m, 0)
+  if rc == OK then return rx._m end
+  return recv_slow(rx, rc, "rx:try_recv")
+end
+
+-- Each step releases the previous message; ends at "closed".
+local function iter_next(rx)
+  local m = rx._m
+  if m.st_ == MSG_HELD then b_release(m) end
+  local rc = b_recv_wait(rx._ch, m, 1)
+  if rc == OK then return m end
+  return (recv_slow(rx, rc, "rx:iter"))
+end
+
+function Rx.iter(rx) return iter_next, rx end
+
+-- Senders then get nil, "closed"; queued messages are dropped.
+function Rx.close(rx) B.rx_close(rx._ch) end
+
+function Rx.is_closed(rx)
+  local st = b_state(rx._ch)
+  return band(st, RXCLOSED) ~= 0 or (band(st, TXCLOSED) ~= 0 and band(st, DRAINED) ~= 0)
+end
+
+function Rx.len(rx) return tonumber(b_len(rx._ch)) end
+function Rx.capacity(rx) return rx._cap end
+function Rx.cptr(rx) return chan_ptr(rx._ch) end
+
+Rx.__tostring = function(rx)
+  return ("nexus.channel.bytes.receiver(capacity=%d, len=%d%s)"):format(
+    rx._cap, rx:len(), rx:is_closed() and ", closed" or "")
+end
+
+---------------------------------------------------------------- constructor
+
+-- nexus.channel.bytes(capacity_bytes) -> tx, rx
+function M.new(capacity)
+  local fname = "nexus.channel.bytes"
+  if type(capacity) ~= "number" or capacity ~= floor(capacity) or capacity < 1 then
+    raise(fname, "capacity must be a positive integer, got "
+      .. (type(capacity) == "number" and tostring(capacity) or type(capacity)), 2)
+  elseif capacity > MAX_CAPACITY then
+    raise(fname, ("capacity %d is too large (at most %d bytes)"):format(capacity, MAX_CAPACITY), 2)
+  end
+  local ch = B.create(capacity)
+  if ch == nil then raise(fname, "out of memory", 2) end
+  local rx = setmetatable({ _ch = gc(chan_ptr(ch), B.rx_drop), _cap = capacity,
+                            _m = gc(msg_t(), B.msg_gc) }, Rx)
+  return new_tx(ch, capacity), rx
+end
+
+M.Sender, M.Receiver, M.Claim, M.Message = Tx, Rx, Claim, Msg
+
+return M

@@ -1,0 +1,194 @@
+-- nexus.channel: the local channel, bounded, many senders, one receiver.
+-- The values live in a Lua table used as a ring; the C record (src/chan.c)
+-- says where a send writes and a recv reads, queues the waiting senders
+-- (first in, first out) and the one waiting receiver, and keeps the close
+-- state. A send or a recv is one FFI call, plus a yield when it must wait.
+local ffi = require "ffi"
+local core = require "nexus.core"
+local util = require "nexus.util"
+
+ffi.cdef [[
+typedef struct nx_chan {
+  uint32_t cap, len, head, senders;
+  uint8_t rx_closed, tx_closed;
+} nx_chan;
+typedef struct nx_chan_end { nx_chan *ch; uint8_t closed; } nx_chan_end;
+typedef struct nx_chan_api {
+  nx_chan *(*create)(uint32_t);
+  int (*send)(nx_chan *, int);
+  int (*recv)(nx_chan *, int);
+  nx_chan_end *(*tx_new)(nx_chan *);
+  nx_chan_end *(*rx_new)(nx_chan *);
+  void (*tx_close)(nx_chan_end *);
+  void (*rx_close)(nx_chan_end *);
+  void (*tx_free)(nx_chan_end *);
+  void (*rx_free)(nx_chan_end *);
+} nx_chan_api;
+]]
+
+local C = ffi.cast("const nx_chan_api *", core.chan_api)
+local c_send, c_recv, c_tx_new, c_rx_new = C.send, C.recv, C.tx_new, C.rx_new
+local c_tx_close, c_rx_close, c_tx_free, c_rx_free = C.tx_close, C.rx_close, C.tx_free, C.rx_free
+local ffi_gc = ffi.gc
+
+local type, error, setmetatable, tostring, floor = type, error, setmetatable, tostring, math.floor
+local yield = coroutine.yield
+local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
+
+-- Statuses of src/chan.h (an index >= 0 means go ahead).
+local E_NOTASK, E_NOMEM, FULL, EMPTY, CLOSED, WAIT, BUSY, OTHER_RT = -1, -2, -3, -4, -5, -6, -7, -8
+
+local M = {}
+
+local Tx = {}
+Tx.__index = Tx
+local Rx = {}
+Rx.__index = Rx
+
+local function tx_new(ch, buf, fname)
+  local e = c_tx_new(ch)
+  if e == nil then error(fname .. ": out of memory", 3) end
+  return setmetatable({ e = ffi_gc(e, c_tx_free), ch = ch, buf = buf }, Tx)
+end
+
+-- Clears the ring slots of the values still queued.
+local function drop_queued(ch, buf)
+  local head, cap = ch.head, ch.cap
+  for k = 0, ch.len - 1 do buf[(head + k) % cap + 1] = nil end
+end
+
+-- tx, rx = nexus.channel(capacity)
+function M.new(capacity)
+  if type(capacity) ~= "number" or capacity ~= floor(capacity) or capacity < 1 or capacity > 2 ^ 31 then
+    argerror("nexus.channel", "capacity must be a positive integer, got " .. tostring(capacity))
+  end
+  local ch = C.create(capacity)
+  if ch == nil then error("nexus.channel: out of memory", 2) end
+  local buf = {}
+  local re = c_rx_new(ch)
+  if re == nil then error("nexus.channel: out of memory", 2) end
+  -- A collected receiver drops the queued values as rx:close does, or the
+  -- senders' shared ring would keep them alive as long as any sender lives.
+  local function rx_gc(e)
+    if e.closed == 0 then drop_queued(ch, buf) end
+    c_rx_free(e)
+  end
+  local rx = setmetatable({ e = ffi_gc(re, rx_gc), ch = ch, buf = buf }, Rx)
+  return tx_new(ch, buf, "nexus.channel"), rx
+end
+
+-- Statuses that are programming errors or need the slow path.
+local function fail(fname, rc)
+  if rc == E_NOTASK then return no_task(fname, rc) end
+  if rc == BUSY then error(fname .. ": another task is already receiving on this channel", 3) end
+  if rc == OTHER_RT then error(fname .. ": the channel is in use by another runtime", 3) end
+  if rc == E_NOMEM then error(fname .. ": out of memory", 3) end
+  error(fname .. ": unexpected status " .. tostring(rc), 3)
+end
+
+---------------------------------------------------------------- senders
+
+-- (suspends while full) true | nil, "closed"
+function Tx:send(v)
+  if v == nil then argerror("tx:send", "cannot send nil") end
+  if self.e.closed ~= 0 then return nil, "closed" end
+  local ch = self.ch
+  local i = c_send(ch, 1)
+  while i < 0 do
+    if i == WAIT then
+      check_yieldable("tx:send")
+      yield()
+    elseif i == CLOSED then
+      return nil, "closed"
+    else
+      fail("tx:send", i)
+    end
+    i = c_send(ch, 1)
+  end
+  self.buf[i + 1] = v
+  return true
+end
+
+-- true | nil, "full" | nil, "closed"
+function Tx:try_send(v)
+  if v == nil then argerror("tx:try_send", "cannot send nil") end
+  if self.e.closed ~= 0 then return nil, "closed" end
+  local i = c_send(self.ch, 0)
+  if i >= 0 then
+    self.buf[i + 1] = v
+    return true
+  end
+  return nil, i == FULL and "full" or "closed"
+end
+
+function Tx:clone()
+  if self.e.closed ~= 0 then argerror("tx:clone", "this sender is closed") end
+  return tx_new(self.ch, self.buf, "tx:clone")
+end
+
+-- This sender is done; the receiver sees "closed" once every sender is.
+function Tx:close() c_tx_close(self.e) end
+
+function Tx:is_closed() return self.e.closed ~= 0 or self.ch.rx_closed ~= 0 end
+function Tx:capacity() return self.ch.cap end
+function Tx:len() return self.ch.len end
+function Tx:__tostring()
+  local ch = self.ch
+  return ("nexus.channel.tx(%d/%d%s)"):format(ch.len, ch.cap, self:is_closed() and ", closed" or "")
+end
+
+---------------------------------------------------------------- receiver
+
+local function take(self, i)
+  local buf = self.buf
+  i = i + 1
+  local v = buf[i]
+  buf[i] = nil
+  return v
+end
+
+-- (suspends while empty) v | nil, "closed"
+function Rx:recv()
+  local ch = self.ch
+  local i = c_recv(ch, 1)
+  while i < 0 do
+    if i == WAIT then
+      check_yieldable("rx:recv")
+      yield()
+    elseif i == CLOSED then
+      return nil, "closed"
+    else
+      fail("rx:recv", i)
+    end
+    i = c_recv(ch, 1)
+  end
+  return take(self, i)
+end
+
+-- v | nil, "empty" | nil, "closed"
+function Rx:try_recv()
+  local i = c_recv(self.ch, 0)
+  if i >= 0 then return take(self, i) end
+  return nil, i == EMPTY and "empty" or "closed"
+end
+
+-- for v in rx:iter() do ... end: ends when the channel is closed and drained.
+function Rx:iter() return Rx.recv, self end
+
+-- Senders then get nil, "closed"; queued values are dropped.
+function Rx:close()
+  if self.e.closed == 0 then drop_queued(self.ch, self.buf) end
+  c_rx_close(self.e)
+end
+
+function Rx:is_closed() return self.ch.rx_closed ~= 0 or self.ch.tx_closed ~= 0 end
+function Rx:len() return self.ch.len end
+function Rx:capacity() return self.ch.cap end
+function Rx:__tostring()
+  local ch = self.ch
+  return ("nexus.channel.rx(%d/%d%s)"):format(ch.len, ch.cap, self:is_closed() and ", closed" or "")
+end
+
+-- nexus.channel(capacity) and nexus.channel.new(capacity); the byte and
+-- cross-thread channels join this table as .bytes and .mpsc.
+return setmetatable(M, { __call = function(_, capacity) return M.new(capacity) end })

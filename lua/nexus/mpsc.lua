@@ -1,0 +1,220 @@
+-- nexus.mpsc: the cross-thread channel (nexus.channel.mpsc). The queue,
+-- its lock and the waking are C (src/mpsc.c); values are copied by C
+-- encoders in the sender's thread and decoded in the receiver's. This file
+-- checks arguments and yields when the C entry point registered a wait.
+--
+-- A sender used on the receiver's thread (inside its runtime's tasks)
+-- suspends while the channel is full; on any other thread (a sender made
+-- with mpsc.sender(handle) in another Lua state) it blocks that thread.
+local ffi = require "ffi"
+local core = require "nexus.core"
+local util = require "nexus.util"
+
+ffi.cdef [[
+typedef struct nexus_mpsc nexus_mpsc;
+typedef struct nexus_mpsc_api {
+  int (*send_bytes)(nexus_mpsc *h, const void *p, size_t n, int flags);
+  int (*send_number)(nexus_mpsc *h, double v, int flags);
+  int (*send_boolean)(nexus_mpsc *h, int v, int flags);
+  nexus_mpsc *(*sender_clone)(nexus_mpsc *h);
+  void (*sender_close)(nexus_mpsc *h);
+} nexus_mpsc_api;
+]]
+
+local type, error, tostring, tonumber = type, error, tostring, tonumber
+local floor = math.floor
+local yield = coroutine.yield
+local cast = ffi.cast
+local c_send, c_recv, c_info = core.mpsc_send, core.mpsc_recv, core.mpsc_info
+local no_task, check_yieldable = util.no_task, util.check_yieldable
+
+local OK, AGAIN, NOTASK = 0, 1, -1
+local EAGAIN, EPIPE = -11, -32
+local RXBUSY, OTHERRT = -102, -103
+local MAX_CAPACITY = 2 ^ 24
+
+local M = {}
+
+-- The C functions of nexus.h as a table (for ffi.load'ed C code).
+M.c_api = cast("const nexus_mpsc_api *", core.mpsc_api)
+
+local function raise(fname, what, level)
+  error(fname .. ": " .. what, level + 1)
+end
+
+local function fail(fname, rc, level)
+  if rc == OTHERRT then raise(fname, "belongs to another runtime", level + 1) end
+  if rc == -2 or rc == -12 then raise(fname, "out of memory", level + 1) end
+  raise(fname, "internal error (status " .. tostring(rc) .. ")", level + 1)
+end
+
+---------------------------------------------------------------- senders
+
+local Tx = {}
+local tx_mt = core.mpsc_sender_mt
+tx_mt.__index = Tx
+
+local function send_slow(tx, v, rc, fname, wait)
+  while true do
+    if rc == OK then
+      return true
+    elseif rc == AGAIN then
+      check_yieldable(fname)
+      yield()
+    elseif rc == EPIPE then
+      return nil, "closed"
+    elseif rc == EAGAIN then
+      return nil, "full"
+    elseif rc == NOTASK then
+      no_task(fname, rc)
+    else
+      fail(fname, rc, 3)
+    end
+    rc = c_send(tx, v, wait, fname)
+  end
+end
+
+-- (suspends while full) true | nil, "closed". Values are copied: nil-free
+-- booleans, numbers, strings and tables of those.
+function Tx.send(tx, v)
+  local rc = c_send(tx, v, true, "tx:send")
+  if rc == OK then return true end
+  return send_slow(tx, v, rc, "tx:send", true)
+end
+
+-- true | nil, "full" | nil, "closed"
+function Tx.try_send(tx, v)
+  local rc = c_send(tx, v, false, "tx:try_send")
+  if rc == OK then return true end
+  return send_slow(tx, v, rc, "tx:try_send", false)
+end
+
+function Tx.clone(tx) return core.mpsc_clone(tx) end
+function Tx.close(tx) core.mpsc_tx_close(tx) end
+
+function Tx.is_closed(tx)
+  local _, _, rx_closed, _, open = c_info(tx)
+  return not open or rx_closed
+end
+
+function Tx.len(tx) return (c_info(tx)) end
+function Tx.capacity(tx)
+  local _, cap = c_info(tx)
+  return cap
+end
+
+-- One more sender, as a nexus_mpsc * for C code or another thread: pass it
+-- to exactly one nexus_mpsc_sender_close, or to mpsc.sender() in another
+-- Lua state (which then owns it). Until then the receiver never sees
+-- "closed".
+function Tx.handle(tx) return cast("nexus_mpsc *", core.mpsc_handle(tx)) end
+
+tx_mt.__tostring = function(tx)
+  local n, cap = c_info(tx)
+  return ("nexus.channel.mpsc.sender(len=%d, capacity=%d%s)"):format(n, cap, Tx.is_closed(tx) and ", closed" or "")
+end
+
+---------------------------------------------------------------- receiver
+
+local Rx = {}
+local rx_mt = core.mpsc_receiver_mt
+rx_mt.__index = Rx
+
+local function recv_slow(rx, rc, v, fname, wait)
+  while true do
+    if rc == OK then
+      return v
+    elseif rc == AGAIN then
+      check_yieldable(fname)
+      yield()
+    elseif rc == EPIPE then
+      return nil, "closed"
+    elseif rc == EAGAIN then
+      return nil, "empty"
+    elseif rc == NOTASK then
+      no_task(fname, rc)
+    elseif rc == RXBUSY then
+      raise(fname, "another task is already receiving on this channel", 3)
+    else
+      fail(fname, rc, 3)
+    end
+    rc, v = c_recv(rx, wait)
+  end
+end
+
+-- (suspends while empty) v | nil, "closed"
+function Rx.recv(rx)
+  local rc, v = c_recv(rx, true)
+  if rc == OK then return v end
+  return recv_slow(rx, rc, v, "rx:recv", true)
+end
+
+-- v | nil, "empty" | nil, "closed"
+function Rx.try_recv(rx)
+  local rc, v = c_recv(rx, false)
+  if rc == OK then return v end
+  return recv_slow(rx, rc, v, "rx:try_recv", false)
+end
+
+local function iter_next(rx)
+  local rc, v = c_recv(rx, true)
+  if rc == OK then return v end
+  return (recv_slow(rx, rc, v, "rx:iter", true))
+end
+
+function Rx.iter(rx) return iter_next, rx end
+function Rx.close(rx) core.mpsc_rx_close(rx) end
+
+function Rx.is_closed(rx)
+  local n, _, rx_closed, senders_gone = c_info(rx)
+  return rx_closed or (senders_gone and n == 0)
+end
+
+function Rx.len(rx) return (c_info(rx)) end
+function Rx.capacity(rx)
+  local _, cap = c_info(rx)
+  return cap
+end
+
+rx_mt.__tostring = function(rx)
+  local n, cap = c_info(rx)
+  return ("nexus.channel.mpsc.receiver(len=%d, capacity=%d%s)"):format(n, cap, Rx.is_closed(rx) and ", closed" or "")
+end
+
+---------------------------------------------------------------- constructors
+
+-- nexus.channel.mpsc(capacity) -> tx, rx
+function M.new(capacity)
+  local fname = "nexus.channel.mpsc"
+  if type(capacity) ~= "number" or capacity ~= floor(capacity) or capacity < 1 then
+    raise(fname, "capacity must be a positive integer, got "
+      .. (type(capacity) == "number" and tostring(capacity) or type(capacity)), 2)
+  elseif capacity > MAX_CAPACITY then
+    raise(fname, ("capacity %d is too large (at most %d)"):format(capacity, MAX_CAPACITY), 2)
+  end
+  return core.mpsc_new(capacity)
+end
+
+-- A sender from a handle (tx:handle(): a nexus_mpsc *, or its address as
+-- a number, the form that crosses into another Lua state). It takes over
+-- the handle: its close (or collection) closes that sender.
+function M.sender(h)
+  if type(h) == "cdata" then h = tonumber(cast("uintptr_t", h)) end
+  if type(h) ~= "number" and type(h) ~= "userdata" then
+    raise("mpsc.sender", "expected a channel handle (from tx:handle()), got " .. type(h), 2)
+  end
+  return core.mpsc_sender(h)
+end
+
+-- The address of a handle as a number (to pass to another Lua state).
+function M.address(h) return tonumber(cast("uintptr_t", h)) end
+
+-- Test-only (see docs): a libuv thread-pool job that sends from its worker.
+function M._pool_send(h, prefix, count)
+  if type(h) == "cdata" then h = tonumber(cast("uintptr_t", h)) end
+  return core._mpsc_pool_send(h, prefix, count)
+end
+
+M.Sender, M.Receiver = Tx, Rx
+
+return M

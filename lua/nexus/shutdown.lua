@@ -1,0 +1,86 @@
+-- nexus.shutdown: the runtime's shutdown signal (SIGINT/SIGTERM or a
+-- trigger) and handles on it. The state and the one waiter live in C
+-- (src/shutdown.c); this is cold code, on the classic Lua C API.
+local core = require "nexus.core"
+local util = require "nexus.util"
+
+local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
+local yield = coroutine.yield
+local current_runtime = core.current_runtime
+local no_task, check_yieldable = util.no_task, util.check_yieldable
+
+local M = {}
+
+local Signal = {}
+Signal.__index = Signal
+Signal.__tostring = function(s)
+  return "nexus.shutdown_signal(" .. (s.rt:_sd_state() and "shut down" or "running") .. ")"
+end
+
+local Handle = {}
+Handle.__index = Handle
+Handle.__tostring = function(h)
+  return "nexus.shutdown_handle(" .. (h.rt:_sd_state() and "shut down" or "running") .. ")"
+end
+
+function M.signal_of(rt) return setmetatable({ rt = rt }, Signal) end
+function M.handle_of(rt) return setmetatable({ rt = rt }, Handle) end
+
+-- The runtime running the current task (adopting the main chunk under the
+-- nexus command), or raises at the caller of fname.
+local function current(fname)
+  local rt = current_runtime()
+  if rt == nil then
+    if not util.adopt() then error(fname .. ": not inside a nexus task", 3) end
+    rt = current_runtime()
+  end
+  return rt
+end
+
+local function check(self, mt, fname, what)
+  if getmetatable(self) ~= mt then
+    util.argerror(fname, "expected a " .. what .. ", got " .. type(self), 2)
+  end
+  return self.rt
+end
+
+-- ShutdownSignal::current()
+function M.signal() return M.signal_of(current("nexus.shutdown_signal")) end
+function M.handle() return M.handle_of(current("nexus.shutdown_handle")) end
+
+-- (suspends) until SIGINT/SIGTERM or a trigger. One waiter at a time.
+function Signal:wait()
+  local rt = check(self, Signal, "shutdown_signal:wait", "shutdown signal")
+  local rc = rt:_sd_wait("shutdown_signal:wait")
+  while rc ~= 0 do
+    if rc == 1 then
+      check_yieldable("shutdown_signal:wait")
+      yield()
+    elseif rc == -1 then
+      no_task("shutdown_signal:wait", rc)
+    else
+      error("shutdown_signal:wait: out of memory", 2)
+    end
+    rc = rt:_sd_wait("shutdown_signal:wait")
+  end
+end
+
+function Signal:is_shutdown()
+  return (check(self, Signal, "shutdown_signal:is_shutdown", "shutdown signal"):_sd_state())
+end
+
+-- The signal that shut the runtime down (2, 15), or nil.
+function Signal:signo()
+  local _, signo = check(self, Signal, "shutdown_signal:signo", "shutdown signal"):_sd_state()
+  return signo ~= 0 and signo or nil
+end
+
+function Handle:trigger() check(self, Handle, "shutdown_handle:trigger", "shutdown handle"):_trigger() end
+function Handle:is_shutdown()
+  return (check(self, Handle, "shutdown_handle:is_shutdown", "shutdown handle"):_sd_state())
+end
+function Handle:signal()
+  return M.signal_of(check(self, Handle, "shutdown_handle:signal", "shutdown handle"))
+end
+
+return M

@@ -1,0 +1,233 @@
+/* chan.c - the local channel's accounting and waits (see chan.h). */
+#include "chan.h"
+
+#include <stdlib.h>
+
+#include <lua.h>
+
+nx_chan *nx_chan_new(uint32_t cap) {
+  if (cap == 0) return NULL;
+  nx_chan *ch = calloc(1, sizeof *ch);
+  if (!ch) return NULL;
+  ch->cap = cap;
+  nx_waitq_init(&ch->sendq);
+  return ch;
+}
+
+static void nx_chan_unref(nx_chan *ch) {
+  if (--ch->refs > 0) return;
+  nx_waitq_free(&ch->sendq);
+  free(ch);
+}
+
+static uint32_t nx_chan_tail(const nx_chan *ch) {
+  return (ch->head + ch->len) % ch->cap;
+}
+
+/* Wakes the waiting receiver, if any: it calls recv again and sees what
+ * changed (a value, or the channel closed). */
+static void nx_chan_wake_rx(nx_chan *ch) {
+  nx_task *r = ch->rx;
+  if (!r) return;
+  ch->rx = NULL;
+  nx_task_wake(ch->rt, r, NX_WAKE_OK);
+  nx_chan_unref(ch);
+}
+
+/* Wakes the first waiting sender with a reserved slot, if room allows. */
+static void nx_chan_grant_next(nx_chan *ch) {
+  while (ch->len + ch->granted < ch->cap) {
+    nx_task *t = nx_waitq_pop(&ch->sendq);
+    if (!t) return;
+    ch->granted++;
+    nx_task_grant(ch->rt, t);
+  }
+}
+
+/* A queued sender was aborted or timed out; a granted one (READY) passes
+ * its grant on, and if it was the last send the sending side still owed
+ * (every sender closed), the waiting receiver wakes to see "closed".
+ * Either way it drops its reference. */
+static void nx_chan_tx_cancel(nx_rt *rt, nx_task *t) {
+  (void)rt;
+  nx_chan *ch = t->wobj;
+  if (t->state == NX_READY) {
+    ch->granted--;
+    if (!ch->rx_closed) nx_chan_grant_next(ch);
+    if (ch->tx_closed && ch->granted == 0 && ch->len == 0 && ch->rx) {
+      nx_task *r = ch->rx;
+      ch->rx = NULL;
+      nx_task_wake(ch->rt, r, NX_WAKE_OK);
+      ch->refs--;           /* the receiver's; ours, dropped below, outlives it */
+    }
+  } else {
+    nx_waitq_cancelled(&ch->sendq);
+  }
+  t->wobj = NULL;
+  nx_chan_unref(ch);
+}
+
+static void nx_chan_rx_cancel(nx_rt *rt, nx_task *t) {
+  (void)rt;
+  nx_chan *ch = t->wobj;
+  if (ch->rx == t) ch->rx = NULL;
+  t->wobj = NULL;
+  nx_chan_unref(ch);
+}
+
+/* The runtime check: waiters of one channel all live in one runtime. */
+static nx_task *nx_chan_task(nx_chan *ch, int *rc) {
+  nx_rt *rt = nx_cur_rt;
+  nx_task *t = rt ? nx_running(rt) : NULL;
+  if (!t) {
+    *rc = NX_E_NOTASK;
+    return NULL;
+  }
+  if (ch->rt && (ch->rt != rt || ch->rt_serial != rt->serial) &&
+      (ch->rx || ch->sendq.live || ch->granted)) {
+    *rc = NX_CH_OTHER_RT;
+    return NULL;
+  }
+  ch->rt = rt;
+  ch->rt_serial = rt->serial;
+  return t;
+}
+
+static int nx_chan_push(nx_chan *ch) {
+  uint32_t i = nx_chan_tail(ch);
+  ch->len++;
+  nx_chan_wake_rx(ch);
+  return (int)i;
+}
+
+/* Returns the ring index to store the value at, or a status. */
+int nx_chan_send(nx_chan *ch, int wait) {
+  nx_rt *rt = nx_cur_rt;
+  nx_task *cur = rt ? rt->cur : NULL;
+  if (cur && cur->wobj == ch && cur->cancel == nx_chan_tx_cancel) {
+    /* The grant of a woken sender: its slot was reserved. */
+    cur->wobj = NULL;
+    cur->cancel = NULL;
+    ch->granted--;
+    nx_chan_unref(ch);
+    if (ch->rx_closed) return NX_CH_CLOSED;
+    return nx_chan_push(ch);
+  }
+  if (ch->rx_closed) return NX_CH_CLOSED;
+  if (ch->len + ch->granted < ch->cap && ch->sendq.live == 0) return nx_chan_push(ch);
+  if (!wait) return NX_CH_FULL;
+  int rc;
+  nx_task *t = nx_chan_task(ch, &rc);
+  if (!t) return rc;
+  nx_wait(rt, nx_chan_tx_cancel, ch);     /* first: the entry records its wseq */
+  if (nx_waitq_push(&ch->sendq, t) != 0) {
+    t->cancel = NULL;
+    nx_task_cancel_wait(rt, t);
+    return NX_E_NOMEM;
+  }
+  ch->refs++;
+  return NX_CH_WAIT;
+}
+
+/* Returns the ring index to take the value from (the caller clears it),
+ * or a status. */
+int nx_chan_recv(nx_chan *ch, int wait) {
+  if (ch->len) {
+    uint32_t i = ch->head;
+    ch->head = (ch->head + 1) % ch->cap;
+    ch->len--;
+    if (ch->sendq.live && !ch->rx_closed) nx_chan_grant_next(ch);
+    return (int)i;
+  }
+  if (ch->rx_closed || (ch->tx_closed && ch->granted == 0)) return NX_CH_CLOSED;
+  if (!wait) return NX_CH_EMPTY;
+  int rc;
+  nx_task *t = nx_chan_task(ch, &rc);
+  if (!t) return rc;
+  if (ch->rx && ch->rx != t) return NX_CH_BUSY;
+  ch->rx = t;
+  nx_wait(ch->rt, nx_chan_rx_cancel, ch);
+  ch->refs++;
+  return NX_CH_WAIT;
+}
+
+static nx_chan_end *nx_chan_end_new(nx_chan *ch) {
+  nx_chan_end *e = malloc(sizeof *e);
+  if (!e) return NULL;
+  e->ch = ch;
+  e->closed = 0;
+  ch->refs++;
+  return e;
+}
+
+nx_chan_end *nx_chan_tx_new(nx_chan *ch) {
+  nx_chan_end *e = nx_chan_end_new(ch);
+  if (e) ch->senders++;
+  return e;
+}
+
+nx_chan_end *nx_chan_rx_new(nx_chan *ch) { return nx_chan_end_new(ch); }
+
+/* One sender object closed (or was collected): the last one closes the
+ * sending side, and a waiting receiver wakes to see it. */
+void nx_chan_tx_close(nx_chan_end *e) {
+  if (e->closed) return;
+  e->closed = 1;
+  nx_chan *ch = e->ch;
+  if (--ch->senders > 0) return;
+  ch->tx_closed = 1;
+  nx_chan_wake_rx(ch);
+}
+
+/* The receiver is gone: waiting senders wake to see "closed"; the Lua
+ * wrapper drops the queued values. A task waiting in recv (rx:close
+ * called from another task) wakes to see "closed" too. */
+void nx_chan_rx_close(nx_chan_end *e) {
+  if (e->closed) return;
+  e->closed = 1;
+  nx_chan *ch = e->ch;
+  ch->rx_closed = 1;
+  ch->len = 0;
+  nx_chan_wake_rx(ch);
+  nx_task *t;
+  while ((t = nx_waitq_pop(&ch->sendq))) {
+    ch->granted++;          /* woken as granted: it sees "closed" */
+    nx_task_grant(ch->rt, t);
+  }
+}
+
+void nx_chan_tx_free(nx_chan_end *e) {
+  nx_chan_tx_close(e);
+  nx_chan_unref(e->ch);
+  free(e);
+}
+
+void nx_chan_rx_free(nx_chan_end *e) {
+  nx_chan_rx_close(e);
+  nx_chan_unref(e->ch);
+  free(e);
+}
+
+/* ---- the FFI face (lua/nexus/channel.lua declares the same layout) ---- */
+
+typedef struct nx_chan_api {
+  nx_chan *(*create)(uint32_t);
+  int (*send)(nx_chan *, int);
+  int (*recv)(nx_chan *, int);
+  nx_chan_end *(*tx_new)(nx_chan *);
+  nx_chan_end *(*rx_new)(nx_chan *);
+  void (*tx_close)(nx_chan_end *);
+  void (*rx_close)(nx_chan_end *);
+  void (*tx_free)(nx_chan_end *);
+  void (*rx_free)(nx_chan_end *);
+} nx_chan_api;
+
+static const nx_chan_api nx_chan_api_table = {
+  nx_chan_new, nx_chan_send, nx_chan_recv, nx_chan_tx_new, nx_chan_rx_new,
+  nx_chan_tx_close, nx_chan_rx_close, nx_chan_tx_free, nx_chan_rx_free,
+};
+
+void nx_chan_open(lua_State *L) {
+  lua_pushlightuserdata(L, (void *)&nx_chan_api_table);
+  lua_setfield(L, -2, "chan_api");
+}

@@ -1,0 +1,32 @@
+/* waitq.h - FIFO queues of waiting tasks, for channels, tokens, sockets.
+ *
+ * An entry is {task, the task's wait sequence}. A task's wseq changes each
+ * time a wait of it starts or ends, so an entry whose wait was cancelled
+ * (abort, timeout) is stale and skipped: cancelling is O(1), which matters
+ * when 10,000 waiters go at once. Stale entries are compacted away once
+ * they outnumber the live ones, and dropped at once when none is live.
+ */
+#ifndef NX_WAITQ_H
+#define NX_WAITQ_H
+
+#include <stdint.h>
+
+typedef struct nx_task nx_task;
+typedef struct nx_wqent { nx_task *t; uint32_t seq; } nx_wqent;
+
+typedef struct nx_waitq {
+  nx_wqent *v;
+  uint32_t head, n, cap;         /* ring of n entries from head */
+  uint32_t live;                 /* entries whose wait is still on */
+} nx_waitq;
+
+void nx_waitq_init(nx_waitq *q);
+void nx_waitq_free(nx_waitq *q);
+/* Appends t, after nx_wait started its wait. 0, or -1 (ENOMEM). */
+int nx_waitq_push(nx_waitq *q, nx_task *t);
+/* Removes and returns the first task still waiting, or NULL. */
+nx_task *nx_waitq_pop(nx_waitq *q);
+/* Call from the wait's cancel callback: t's entry went stale. */
+void nx_waitq_cancelled(nx_waitq *q);
+
+#endif
