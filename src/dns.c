@@ -58,7 +58,7 @@ static int nx_dns_wait(lua_State *L, nx_rt *rt, nx_dnsreq *r) {
   if (nx_wait(rt, nx_dns_cancel, r) != NX_OK)
     return nx_net_error(L, "nexus.dns.resolve: not inside a nexus task");
   r->waiter = rt->cur;
-  return nx_net_wait(L);
+  return nx_net_wait(L, rt);
 }
 
 /* An IP literal needs no lookup; pushes { ip } when name is one. */
@@ -78,7 +78,7 @@ static int nx_dns_literal(lua_State *L, const char *name, int family) {
   return 1;
 }
 
-/* core.dns_resolve(name, family): { ip, ... } | request, WAIT (then
+/* core.dns_resolve(name, family): { ip, ... } | request, false (then
  * core.dns_result(request)) | nil, err. family: 0 (any), 4 or 6. */
 static int l_resolve(lua_State *L) {
   const char *fname = "nexus.dns.resolve";
@@ -124,7 +124,7 @@ static void nx_dns_push(lua_State *L, const struct addrinfo *res) {
   }
 }
 
-/* core.dns_result(request): { ip, ... } | nil, err | WAIT */
+/* core.dns_result(request): { ip, ... } | nil, err | false */
 static int l_result(lua_State *L) {
   const char *fname = "nexus.dns.resolve";
   nx_dnsreq *r = nx_net_check(L, 1, NX_TAG_DNS, fname, "a dns request");

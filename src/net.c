@@ -79,11 +79,11 @@ const char *nx_net_typename(lua_State *L, int idx) {
   return lua_isnone(L, idx) ? "nil" : luaL_typename(L, idx);
 }
 
-static const char nx_wait_key = 0;
-
-int nx_net_wait(lua_State *L) {
-  lua_pushlightuserdata(L, (void *)&nx_wait_key);
-  return 1;
+int nx_net_wait(lua_State *L, nx_rt *rt) {
+  lua_pushboolean(L, 0);
+  if (lua_isyieldable(L) && nx_may_suspend(rt, L)) return 1;
+  lua_pushboolean(L, 1);
+  return 2;
 }
 
 nx_rt *nx_net_rt(lua_State *L, nx_rt *rt, const char *fname) {
@@ -118,14 +118,18 @@ void **nx_net_newud(lua_State *L, int mt, uint32_t tag) {
 
 lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer lo,
                           lua_Integer hi, const char *fname, const char *what) {
-  if (lua_isnoneornil(L, idx)) return dflt;
-  if (lua_type(L, idx) != LUA_TNUMBER)
-    nx_net_error(L, "%s: %s must be an integer, got %s", fname, what, nx_net_typename(L, idx));
-  lua_Number n = lua_tonumber(L, idx);
-  if (n != n || n < (lua_Number)lo || n > (lua_Number)hi || n != (lua_Number)(lua_Integer)n)
+  int t = lua_type(L, idx);
+  if (t == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, idx);
+    /* range first: the cast of a NaN or a huge n would be undefined */
+    if (n >= (lua_Number)lo && n <= (lua_Number)hi && n == (lua_Number)(lua_Integer)n)
+      return (lua_Integer)n;
     nx_net_error(L, "%s: %s must be an integer in %d..%d, got %s", fname, what, (int)lo, (int)hi,
                  lua_tostring(L, idx));
-  return (lua_Integer)n;
+  } else if (t != LUA_TNIL && t != LUA_TNONE) {
+    nx_net_error(L, "%s: %s must be an integer, got %s", fname, what, lua_typename(L, t));
+  }
+  return dflt;
 }
 
 void nx_net_ignore_sigpipe(void) {
@@ -143,8 +147,6 @@ void nx_net_newmt(lua_State *L, const char *name) {
   luaL_newmetatable(L, name);
   lua_newtable(L);
   lua_setfield(L, -2, "__index");
-  lua_pushliteral(L, "nexus");
-  lua_setfield(L, -2, "__metatable");
 }
 
 void nx_net_setfuncs(lua_State *L, int t, const luaL_Reg *fns, int nup) {

@@ -4,8 +4,8 @@
  *
  * A suspending network call is a classic Lua C function (it returns
  * strings): it returns its results when it can complete now, or registers
- * a wait of the running task (nx_wait) and returns the wait sentinel
- * (core.net_WAIT); the Lua wrapper then yields and calls it again.
+ * a wait of the running task (nx_wait) and returns false (which no result
+ * can be); the Lua wrapper then yields and calls it again.
  */
 #ifndef NX_NET_H
 #define NX_NET_H
@@ -66,8 +66,11 @@ int nx_net_fail(lua_State *L, int err);
 const char *nx_net_typename(lua_State *L, int idx);
 /* Raises "<fmt...>" with no position (see lmodule.c nx_error). */
 int nx_net_error(lua_State *L, const char *fmt, ...);
-/* Pushes the wait sentinel; returns 1. */
-int nx_net_wait(lua_State *L);
+/* After nx_wait: pushes false, and true when L cannot yield to the
+ * executor (then the Lua wrapper raises through util.check_yieldable,
+ * which releases the wait). Checking here saves the wrapper a call into
+ * C on every wait. Returns the number of values pushed. */
+int nx_net_wait(lua_State *L, nx_rt *rt);
 
 /* The runtime being driven, which must be rt: raises "<fname>: belongs to
  * another runtime" when another one is driven. NULL when none is (a call
@@ -102,8 +105,9 @@ lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer l
  * once, unless the program installed a handler of its own. */
 void nx_net_ignore_sigpipe(void);
 
-/* Pushes a new metatable named name, with an empty __index table and a
- * protected __metatable. */
+/* Pushes a new metatable named name, with an empty __index table. (Not
+ * protected by __metatable: the Lua side compares getmetatable(obj) with
+ * it before an FFI call, which the JIT compiles to one load.) */
 void nx_net_newmt(lua_State *L, const char *name);
 /* Sets fns into the table at index t, as closures over the nup values on
  * top of the stack (which stay there). */

@@ -267,7 +267,7 @@ static int nx_read_wait(lua_State *L, nx_rt *rt, nx_stream *s, const char *fname
     return nx_net_error(L, "%s: not inside a nexus task", fname);
   s->reader = rt->cur;
   nx_read_start(s);
-  return nx_net_wait(L);
+  return nx_net_wait(L, rt);
 }
 
 static void nx_check_reader(lua_State *L, nx_stream *s, const char *fname) {
@@ -292,7 +292,7 @@ static int nx_push_consume(lua_State *L, nx_stream *s, size_t n, size_t skip) {
   return 1;
 }
 
-/* core.tcp_read(s, max): string of 1..max bytes | nil, err | WAIT */
+/* core.tcp_read(s, max): string of 1..max bytes | nil, err | false */
 static int l_read(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:read");
   size_t max = (size_t)nx_net_optint(L, 2, (lua_Integer)1 << 52, 1, (lua_Integer)1 << 52,
@@ -307,7 +307,7 @@ static int l_read(lua_State *L) {
   return nx_read_wait(L, rt, s, "stream:read");
 }
 
-/* core.tcp_read_exactly(s, n): n bytes | nil, err, partial | WAIT */
+/* core.tcp_read_exactly(s, n): n bytes | nil, err, partial | false */
 static int l_read_exactly(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:read_exactly");
   lua_Integer want = lua_isnoneornil(L, 2) ? -1 : nx_net_optint(L, 2, 0, 0, (lua_Integer)1 << 52,
@@ -342,7 +342,7 @@ static void nx_set_delim(lua_State *L, nx_stream *s, const char *d, size_t dl, c
 }
 
 /* core.tcp_read_until(s, delim, max, fname, strip_cr):
- * record without the delimiter | nil, err, partial | WAIT.
+ * record without the delimiter | nil, err, partial | false.
  * Records longer than max give nil, "too long" and stay buffered. */
 static int l_read_until(lua_State *L) {
   const char *fname = lua_tostring(L, 4);
@@ -435,10 +435,10 @@ static int nx_write_wait(lua_State *L, nx_rt *rt, nx_stream *s) {
   if (nx_wait(rt, nx_writer_cancel, s) != NX_OK)
     return nx_net_error(L, "stream:write: not inside a nexus task");
   s->writer = rt->cur;
-  return nx_net_wait(L);
+  return nx_net_wait(L, rt);
 }
 
-/* core.tcp_write(s, data): true | nil, err | WAIT (queued above the mark:
+/* core.tcp_write(s, data): true | nil, err | false (queued above the mark:
  * yield, then core.tcp_write_wait) */
 static int l_write(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:write");
@@ -477,6 +477,69 @@ static int l_write_wait(lua_State *L) {
   return 1;
 }
 
+/* ---- the FFI fast path ----
+ *
+ * read and write are the calls of every echo, request and response: when
+ * data is buffered (read) or the socket takes it (write) they complete at
+ * once, and the Lua side reaches them through the FFI, which the JIT
+ * compiles to direct calls (a classic C function costs a trace exit and
+ * the API's checks). Anything else (a wait to register where the Lua
+ * side must first check it may yield, an error, bad arguments) returns
+ * "slow" without side effects, and the Lua side calls the classic entry
+ * point, which does the same and reports. The Lua side has checked that
+ * ud is a userdata with the stream metatable (so a payload of nx_ud). */
+
+static nx_rt *nx_fast_rt(nx_ud *u) {
+  nx_stream *s = u->p;
+  nx_rt *rt = nx_cur_rt;
+  if (u->tag != NX_TAG_STREAM || !s || rt != s->nh.rt || !nx_running(rt) || s->nh.closed) return NULL;
+  return rt;
+}
+
+/* Up to max (0: no limit) buffered bytes, consumed; *n their count. NULL
+ * when nothing is buffered or anything is unusual: take the slow path.
+ * The bytes stay where they are until the loop runs libuv again, so the
+ * caller copies them (ffi.string) right away. */
+static const char *nx_fast_read(void *ud, size_t max, size_t *n) {
+  nx_ud *u = ud;
+  nx_stream *s = u->p;
+  if (!nx_fast_rt(u) || s->reader) return NULL;
+  size_t a = nx_avail(s);
+  if (a == 0) return NULL;
+  if (max && a > max) a = max;
+  const char *p = s->buf + s->head;
+  nx_consume(s, a);
+  *n = a;
+  return p;
+}
+
+/* 0: written or queued (true); 1: queued above the mark, the writer now
+ * waits (yield, then core.tcp_write_wait); 2: slow path, nothing done. */
+static int nx_fast_write(void *ud, const char *p, size_t len) {
+  nx_ud *u = ud;
+  nx_stream *s = u->p;
+  nx_rt *rt = nx_fast_rt(u);
+  if (!rt || s->writer || s->werr || s->shut) return 2;
+  if (len == 0) return 0;
+  int rc = nx_send(s, p, len);
+  if (rc < 0) {
+    s->werr = rc;                       /* the slow path reports it */
+    return 2;
+  }
+  if (s->nh.u.s.write_queue_size > s->whigh && nx_wait(rt, nx_writer_cancel, s) == NX_OK) {
+    s->writer = rt->cur;
+    return 1;
+  }
+  return 0;
+}
+
+typedef struct nx_tcp_api {
+  const char *(*read)(void *ud, size_t max, size_t *n);
+  int (*write)(void *ud, const char *p, size_t len);
+} nx_tcp_api;
+
+static const nx_tcp_api nx_tcp_api_table = { nx_fast_read, nx_fast_write };
+
 /* ---- connect ---- */
 
 static void nx_connect_cb(uv_connect_t *req, int status) {
@@ -499,7 +562,7 @@ static size_t nx_opt_size(lua_State *L, int idx, size_t dflt, const char *fname,
 }
 
 /* core.tcp_connect(ip, port, nodelay, read_high, write_high):
- * stream, WAIT (then core.tcp_connected) | nil, err */
+ * stream, false (then core.tcp_connected) | nil, err */
 static int l_connect(lua_State *L) {
   const char *fname = "nexus.tcp.connect";
   const char *ip = luaL_checkstring(L, 1);
@@ -526,10 +589,10 @@ static int l_connect(lua_State *L) {
     return nx_net_error(L, "%s: not inside a nexus task", fname);
   }
   s->writer = rt->cur;
-  return 1 + nx_net_wait(L);
+  return 1 + nx_net_wait(L, rt);
 }
 
-/* core.tcp_connected(s): true | nil, err | WAIT */
+/* core.tcp_connected(s): true | nil, err | false */
 static int l_connected(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "nexus.tcp.connect");
   nx_rt *rt = nx_stream_rt(L, s, "nexus.tcp.connect");
@@ -538,7 +601,7 @@ static int l_connected(lua_State *L) {
     if (nx_wait(rt, nx_connect_cancel, s) != NX_OK)
       return nx_net_error(L, "nexus.tcp.connect: not inside a nexus task");
     s->writer = rt->cur;
-    return nx_net_wait(L);
+    return nx_net_wait(L, rt);
   }
   if (s->cerr) {
     int err = s->cerr;
@@ -748,7 +811,7 @@ fail:
   return nx_net_fail(L, rc);
 }
 
-/* core.tcp_accept(ln): stream, "ip:port" | nil, err | WAIT */
+/* core.tcp_accept(ln): stream, "ip:port" | nil, err | false */
 static int l_accept(lua_State *L) {
   const char *fname = "listener:accept";
   nx_listener *ln = nx_check_listener(L, fname);
@@ -764,7 +827,7 @@ static int l_accept(lua_State *L) {
     if (nx_wait(rt, nx_acceptor_cancel, ln) != NX_OK)
       return nx_net_error(L, "%s: not inside a nexus task", fname);
     ln->acceptor = rt->cur;
-    return nx_net_wait(L);
+    return nx_net_wait(L, rt);
   }
   ln->pending = 0;
   nx_stream *s = nx_stream_new(L, rt, ln->rhigh, ln->whigh);
@@ -873,7 +936,8 @@ void nx_tcp_open(lua_State *L) {
   lua_pop(L, 2);
   lua_setfield(L, m, "tcp_listener_methods");
   lua_setfield(L, m, "tcp_stream_methods");
-  lua_pop(L, 2);
-  nx_net_wait(L);
-  lua_setfield(L, m, "net_WAIT");
+  lua_setfield(L, m, "tcp_listener_mt");
+  lua_setfield(L, m, "tcp_stream_mt");
+  lua_pushlightuserdata(L, (void *)&nx_tcp_api_table);
+  lua_setfield(L, m, "tcp_api");
 }

@@ -140,7 +140,7 @@ static void nx_udp_cancel(nx_rt *rt, nx_task *t) {
   if (u->reader == t) u->reader = NULL;
 }
 
-/* core.udp_recv(u, with_addr, fname): data[, ip, port] | nil, err | WAIT */
+/* core.udp_recv(u, with_addr, fname): data[, ip, port] | nil, err | false */
 static int l_recv(lua_State *L) {
   const char *fname = lua_tostring(L, 3);
   if (!fname) fname = "udp:recv";
@@ -174,7 +174,7 @@ static int l_recv(lua_State *L) {
     return nx_net_error(L, "%s: not inside a nexus task", fname);
   u->reader = rt->cur;
   nx_udp_start(u);
-  return nx_net_wait(L);
+  return nx_net_wait(L, rt);
 }
 
 /* ---- sending ---- */

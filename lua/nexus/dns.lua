@@ -5,7 +5,7 @@ local util = require "nexus.util"
 
 local type, tostring, pairs = type, tostring, pairs
 local yield = coroutine.yield
-local c_resolve, c_result, WAIT = core.dns_resolve, core.dns_result, core.net_WAIT
+local c_resolve, c_result = core.dns_resolve, core.dns_result
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
 local api_in_task = api.in_task
 
@@ -33,15 +33,17 @@ function M.resolve(name, opts)
     end
   end
   if api_in_task() == 0 then no_task(fname, -1) end
-  local req, a = c_resolve(name, family)
-  if a ~= WAIT then return req, a end
-  local r
-  repeat
-    check_yieldable(fname)
+  -- { ip, ... } at once (a literal) | nil, err | request, false: it waits
+  local req, a, b = c_resolve(name, family)
+  if a ~= false then return req, a end
+  local r = false
+  while r == false do
+    if b or util.borrowing then check_yieldable(fname) end
     yield()
-    r, a = c_result(req)
-  until r ~= WAIT
-  return r, a
+    r, b = c_result(req)
+  end
+  if r then return r end
+  return nil, b
 end
 
 return M

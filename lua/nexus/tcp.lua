@@ -1,16 +1,19 @@
 -- nexus.tcp: listeners and streams. The C side (src/tcp.c) owns the read
 -- buffer and the write queue; each method here calls its C entry point,
--- and yields only when that registered a wait (it returned WAIT), then
--- calls again. See docs/net.md.
+-- and yields only when that registered a wait (it returned false), then
+-- calls again. A second value true with that false says C found this
+-- coroutine cannot yield: util.check_yieldable then raises (and releases
+-- the wait), as it does while a World is borrowed. See docs/net.md.
+local ffi = require "ffi"
 local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
 local time = require "nexus.time"
 local dns = require "nexus.dns"
 
-local type, tostring, tonumber, pairs, floor = type, tostring, tonumber, pairs, math.floor
+local type, tostring, tonumber, pairs, floor, getmetatable = type, tostring, tonumber, pairs, math.floor, getmetatable
+local ffi_string = ffi.string
 local yield = coroutine.yield
-local WAIT = core.net_WAIT
 local c_read, c_read_exactly, c_read_until = core.tcp_read, core.tcp_read_exactly, core.tcp_read_until
 local c_write, c_write_wait = core.tcp_write, core.tcp_write_wait
 local c_connect, c_connected = core.tcp_connect, core.tcp_connected
@@ -19,6 +22,20 @@ local c_is_ip = core.net_is_ip
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
 local api_in_task = api.in_task
 local timeout = time.timeout
+
+ffi.cdef [[
+typedef struct nx_tcp_api {
+  const char *(*read)(void *ud, size_t max, size_t *n);
+  int (*write)(void *ud, const char *p, size_t len);
+} nx_tcp_api;
+]]
+-- The fast path of read and write (src/tcp.c): direct FFI calls when data
+-- is buffered or the socket takes it; the classic entry points otherwise.
+local fast = ffi.cast("const nx_tcp_api *", core.tcp_api)
+local fast_read, fast_write = fast.read, fast.write
+local nread = ffi.new("size_t[1]")
+local SMT = core.tcp_stream_mt
+local MAXREAD = 2 ^ 52
 
 local M = {}
 local S = core.tcp_stream_methods
@@ -36,10 +53,18 @@ local L = core.tcp_listener_methods
 -- (suspends) a string of 1..max bytes (all that is buffered when max is
 -- nil) | nil, "eof" | nil, err
 function S.read(s, max)
+  if getmetatable(s) == SMT and (max == nil or (type(max) == "number" and max >= 1
+     and max <= MAXREAD and max == floor(max))) then
+    local p = fast_read(s, max or 0, nread)
+    if p ~= nil then return ffi_string(p, nread[0]) end
+  end
   local a, b = c_read(s, max)
-  while a == WAIT do
-    check_yieldable("stream:read")
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:read") end
     yield()
+    -- woken with data, usually (s and max passed c_read's checks)
+    local p = fast_read(s, max or 0, nread)
+    if p ~= nil then return ffi_string(p, nread[0]) end
     a, b = c_read(s, max)
   end
   if a then return a end
@@ -49,8 +74,8 @@ end
 -- (suspends) n bytes | nil, err, partial
 function S.read_exactly(s, n)
   local a, b, c = c_read_exactly(s, n)
-  while a == WAIT do
-    check_yieldable("stream:read_exactly")
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:read_exactly") end
     yield()
     a, b, c = c_read_exactly(s, n)
   end
@@ -61,8 +86,8 @@ end
 -- nil, err, partial | nil, "too long" when max bytes hold no delim
 function S.read_until(s, delim, max)
   local a, b, c = c_read_until(s, delim, max, "stream:read_until", false)
-  while a == WAIT do
-    check_yieldable("stream:read_until")
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:read_until") end
     yield()
     a, b, c = c_read_until(s, delim, max, "stream:read_until", false)
   end
@@ -72,8 +97,8 @@ end
 -- (suspends) a line without "\n" or "\r\n" | nil, err, partial
 function S.read_line(s, max)
   local a, b, c = c_read_until(s, "\n", max, "stream:read_line", true)
-  while a == WAIT do
-    check_yieldable("stream:read_line")
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:read_line") end
     yield()
     a, b, c = c_read_until(s, "\n", max, "stream:read_line", true)
   end
@@ -83,9 +108,18 @@ end
 -- (suspends while more than write_high_water bytes are queued)
 -- true | nil, err
 function S.write(s, data)
-  local a, b = c_write(s, data)
-  while a == WAIT do
-    check_yieldable("stream:write")
+  local a, b
+  if getmetatable(s) == SMT and type(data) == "string" then
+    local rc = fast_write(s, data, #data)
+    if rc == 0 then return true end
+    if rc == 1 then                        -- queued above the mark: wait
+      check_yieldable("stream:write")
+      a = false
+    end
+  end
+  if a == nil then a, b = c_write(s, data) end
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:write") end
     yield()
     a, b = c_write_wait(s)
   end
@@ -146,14 +180,13 @@ end
 ---------------------------------------------------------------- connect
 
 local function connect_ip(ip, port, nodelay, rh, wh)
-  local s, a = c_connect(ip, port, nodelay, rh, wh)
-  if a ~= WAIT then return s, a end
-  local b
-  repeat
-    check_yieldable("nexus.tcp.connect")
+  local s, a, b = c_connect(ip, port, nodelay, rh, wh)
+  if a ~= false then return s, a end      -- nil, err
+  while a == false do
+    if b or util.borrowing then check_yieldable("nexus.tcp.connect") end
     yield()
     a, b = c_connected(s)
-  until a ~= WAIT
+  end
   if a then return s end
   return nil, b
 end
@@ -216,8 +249,8 @@ end
 -- (suspends) stream, "ip:port" | nil, err
 function L.accept(ln)
   local a, b = c_accept(ln)
-  while a == WAIT do
-    check_yieldable("listener:accept")
+  while a == false do
+    if b or util.borrowing then check_yieldable("listener:accept") end
     yield()
     a, b = c_accept(ln)
   end

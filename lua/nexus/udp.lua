@@ -6,7 +6,6 @@ local util = require "nexus.util"
 
 local type, tostring, tonumber, pairs, floor = type, tostring, tonumber, pairs, math.floor
 local yield = coroutine.yield
-local WAIT = core.net_WAIT
 local c_bind, c_recv = core.udp_bind, core.udp_recv
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
 local api_in_task = api.in_task
@@ -17,8 +16,8 @@ local U = core.udp_methods
 -- (suspends) data, ip, port | nil, err
 function U.recv_from(u)
   local a, b, c = c_recv(u, true, "udp:recv_from")
-  while a == WAIT do
-    check_yieldable("udp:recv_from")
+  while a == false do
+    if b or util.borrowing then check_yieldable("udp:recv_from") end
     yield()
     a, b, c = c_recv(u, true, "udp:recv_from")
   end
@@ -29,8 +28,8 @@ end
 -- (suspends) data | nil, err (for connected sockets: u:connect)
 function U.recv(u)
   local a, b = c_recv(u, false, "udp:recv")
-  while a == WAIT do
-    check_yieldable("udp:recv")
+  while a == false do
+    if b or util.borrowing then check_yieldable("udp:recv") end
     yield()
     a, b = c_recv(u, false, "udp:recv")
   end
