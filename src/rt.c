@@ -36,7 +36,10 @@ static int nx_rt_register(nx_rt *rt) {
   return 0;
 }
 
-static void nx_timer_cb(uv_timer_t *h) { (void)h; }   /* only wakes the loop */
+/* Only wakes the loop. When it fires before the poll (its deadline passed
+ * between arming it and uv_run's own clock update), uv_stop keeps that
+ * poll from blocking: it would otherwise wait with no timer left. */
+static void nx_timer_cb(uv_timer_t *h) { uv_stop(h->loop); }
 
 nx_rt *nx_rt_new(void) {
   nx_rt *rt = calloc(1, sizeof *rt);
