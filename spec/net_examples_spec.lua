@@ -107,3 +107,53 @@ describe("network examples", function()
     end)
   end)
 end)
+
+-- Seed pattern 2: stopped by a real SIGTERM (spec/proc.lua starts it with
+-- the default signal dispositions and reports how it ended).
+describe("per_connection.lua", function()
+  local P = dofile(dir .. "proc.lua")
+  after_each(P.cleanup)
+
+  for _, sig in ipairs({ "TERM", "INT" }) do
+    it("SIG" .. sig .. " cancels every live session through the root token; the process exits 0", function()
+      local p = P.spawn({ H.nexus_bin(), "examples/per_connection.lua", "0" })
+      assert.is_true(p:wait_for("listening ", 30), p:show())
+      local port = tonumber(p:out():match("listening (%d+)"))
+      local r = nexus.run(function()
+        local r = { echoes = {}, after = {} }
+        local cs = {}
+        for i = 1, 4 do
+          cs[i] = assert(nexus.tcp.connect("127.0.0.1", port, { timeout = 5 }))
+          cs[i]:write("hello " .. i .. "\n")
+          r.echoes[i] = cs[i]:read_line()
+        end
+        cs[4]:close()                    -- this one ends before the shutdown
+        assert(p:wait_for("session 4: ended", 10), p:show())
+        p:signal(sig)
+        for i = 1, 3 do                  -- the others are closed by the server
+          local ok, line, err = nexus.timeout(10, cs[i].read_line, cs[i])
+          r.after[i] = ok and (line or err) or "timeout"
+          cs[i]:close()
+        end
+        return r
+      end)
+      assert.is_truthy(p:wait(30), p:show())
+      assert.are.same({ exited = true, code = 0 }, p.status, p:show())
+      for i = 1, 4 do assert.are.equal("echo: hello " .. i, r.echoes[i]) end
+      for i = 1, 3 do
+        assert.truthy(r.after[i] == "eof" or r.after[i] == "connection reset by peer", r.after[i])
+      end
+      local out = p:out()
+      local shutdown_at = out:find("shutdown: cancelling 4 session(s)\n", 1, true)
+      assert.is_truthy(shutdown_at, out)
+      assert.is_true(out:find("session 4: ended (eof)\n", 1, true) < shutdown_at, out)
+      for i = 1, 3 do
+        local at = out:find(("session %d: ended (cancelled)\n"):format(i), 1, true)
+        assert.is_truthy(at, out)
+        assert.is_true(at > shutdown_at, out)
+      end
+      assert.truthy(out:find("shutdown: every session ended\n$"), out)
+      assert.are.equal("", p:err())
+    end)
+  end
+end)
