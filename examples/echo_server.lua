@@ -29,7 +29,7 @@ while true do
   if s then
     nexus.spawn(session, s)
   else
-    -- out of descriptors, say: the connection waits in the backlog
+    -- out of descriptors, say (libuv then drops the pending connections)
     io.stderr:write("echo_server: accept: ", err, "\n")
     nexus.sleep(0.01)
   end
