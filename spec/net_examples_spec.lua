@@ -101,7 +101,8 @@ describe("network examples", function()
         return r
       end)
       assert.are.equal("ERROR line too long", r[1])
-      assert.are.equal("eof", r[2][2])
+      -- the server closed with unread bytes: a reset may follow the reply
+      assert.truthy(r[2][2] == "eof" or r[2][2] == "connection reset by peer", r[2][2])
       assert.are.equal("eof", r[3][2])
       assert.is_true(r[4] >= 0.45 and r[4] < 0.5 + H.LATE + 0.5, r[4])
     end)
