@@ -395,6 +395,18 @@ static int l_may_suspend(lua_State *L) {
   return 1;
 }
 
+/* core.suspend(): yields to the executor when core.may_suspend() would
+ * return 0 and returns nothing once resumed; otherwise returns why not (1
+ * or 2) without yielding. The check and the yield in one C call: from a
+ * compiled trace each call out costs a stitch, and this one sits on every
+ * wait's path. */
+static int l_suspend(lua_State *L) {
+  int why = !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
+  if (why == 0) return lua_yield(L, 0);
+  lua_pushinteger(L, why);
+  return 1;
+}
+
 /* core.dl_bind(level, co): co runs the function timed by that level. */
 static int l_dl_bind(lua_State *L) {
   nx_rt *rt = nx_cur_rt;
@@ -755,7 +767,8 @@ static const luaL_Reg nx_task_methods[] = {
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
   {"join", l_join}, {"abort", l_h_abort},
-  {"may_suspend", l_may_suspend}, {"dl_bind", l_dl_bind},
+  {"may_suspend", l_may_suspend}, {"suspend", l_suspend},
+  {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},
   {NULL, NULL},

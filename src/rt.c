@@ -10,7 +10,7 @@
 
 #include <lauxlib.h>
 
-_Thread_local nx_rt *nx_cur_rt;
+NX_TLS nx_rt *nx_cur_rt;
 static _Thread_local uint32_t nx_rt_serial;
 
 /* Live runtimes by serial: objects that outlive their runtime (task
@@ -559,7 +559,9 @@ int nx_task_abort(nx_rt *rt, lua_State *L, nx_task *t) {
 }
 
 void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
-  lua_settop(t->co, 0);
+  /* Values a bare coroutine.yield left; nexus's own waits yield none
+   * (lua_gettop is a subtraction, lua_settop a call with checks). */
+  if (lua_gettop(t->co)) lua_settop(t->co, 0);
   if (t->flags & NX_F_ABORTED) {
     t->state = NX_RUNNING;
     rt->cur = NULL;

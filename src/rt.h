@@ -126,7 +126,12 @@ struct nx_rt {
   } st;
 };
 
-extern _Thread_local nx_rt *nx_cur_rt;   /* runtime being driven, or NULL */
+/* The runtime being driven on this thread, or NULL. Read on every wait
+ * and wake: initial-exec TLS makes that one load instead of a call to
+ * __tls_get_addr per read (the module is dlopen'ed, and glibc keeps static
+ * TLS room for a few bytes of such modules). */
+#define NX_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+extern NX_TLS nx_rt *nx_cur_rt;
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */

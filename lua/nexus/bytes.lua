@@ -65,6 +65,7 @@ local band = bit.band
 local yield = coroutine.yield
 local copy, fstring, gc, cast = ffi.copy, ffi.string, ffi.gc, ffi.cast
 local no_task, check_yieldable = util.no_task, util.check_yieldable
+local suspend = util.suspend
 
 -- Statuses (src/rt.h, include/nexus.h, src/bchan.h).
 local OK, AGAIN, NOTASK = 0, 1, -1
@@ -196,8 +197,7 @@ local function claim_slow(tx, n, c, rc, fname)
     if rc == OK then
       return c
     elseif rc == AGAIN then
-      check_yieldable(fname)
-      yield()
+      suspend(fname)
     elseif rc == EPIPE then
       free_claim(c)
       return nil, "closed"
@@ -315,8 +315,7 @@ local function recv_slow(rx, rc, fname)
     if rc == OK then
       return m
     elseif rc == AGAIN then
-      check_yieldable(fname)
-      yield()
+      suspend(fname)
     elseif rc == EPIPE then
       return nil, "closed"
     elseif rc == EAGAIN then

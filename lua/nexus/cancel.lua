@@ -25,6 +25,7 @@ local ffi_gc, ffi_istype = ffi.gc, ffi.istype
 local setmetatable, error, getmetatable, type = setmetatable, error, getmetatable, type
 local yield = coroutine.yield
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
+local suspend = util.suspend
 local guard_out = ffi.new("nx_guard *[1]")
 
 local NX_AGAIN, E_NOTASK, E_NOMEM = 1, -1, -2
@@ -64,8 +65,7 @@ function Token:cancelled()
   local rc = c_wait(p)
   while rc ~= 0 do
     if rc == NX_AGAIN then
-      check_yieldable("token:cancelled")
-      yield()
+      suspend("token:cancelled")
     elseif rc == E_NOTASK then
       no_task("token:cancelled", rc)
     elseif rc == E_NOMEM then

@@ -34,6 +34,7 @@ local ffi_gc = ffi.gc
 local type, error, setmetatable, tostring, floor = type, error, setmetatable, tostring, math.floor
 local yield = coroutine.yield
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
+local suspend = util.suspend
 
 -- Statuses of src/chan.h (an index >= 0 means go ahead).
 local E_NOTASK, E_NOMEM, FULL, EMPTY, CLOSED, WAIT, BUSY, OTHER_RT = -1, -2, -3, -4, -5, -6, -7, -8
@@ -96,8 +97,7 @@ function Tx:send(v)
   local i = c_send(ch, 1)
   while i < 0 do
     if i == WAIT then
-      check_yieldable("tx:send")
-      yield()
+      suspend("tx:send")
     elseif i == CLOSED then
       return nil, "closed"
     else
@@ -153,8 +153,7 @@ function Rx:recv()
   local i = c_recv(ch, 1)
   while i < 0 do
     if i == WAIT then
-      check_yieldable("rx:recv")
-      yield()
+      suspend("rx:recv")
     elseif i == CLOSED then
       return nil, "closed"
     else

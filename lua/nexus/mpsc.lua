@@ -27,6 +27,7 @@ local yield = coroutine.yield
 local cast = ffi.cast
 local c_send, c_recv, c_info = core.mpsc_send, core.mpsc_recv, core.mpsc_info
 local no_task, check_yieldable = util.no_task, util.check_yieldable
+local suspend = util.suspend
 
 local OK, AGAIN, NOTASK = 0, 1, -1
 local EAGAIN, EPIPE = -11, -32
@@ -59,8 +60,7 @@ local function send_slow(tx, v, rc, fname, wait)
     if rc == OK then
       return true
     elseif rc == AGAIN then
-      check_yieldable(fname)
-      yield()
+      suspend(fname)
     elseif rc == EPIPE then
       return nil, "closed"
     elseif rc == EAGAIN then
@@ -125,8 +125,7 @@ local function recv_slow(rx, rc, v, fname, wait)
     if rc == OK then
       return v
     elseif rc == AGAIN then
-      check_yieldable(fname)
-      yield()
+      suspend(fname)
     elseif rc == EPIPE then
       return nil, "closed"
     elseif rc == EAGAIN then

@@ -8,6 +8,7 @@ local setmetatable, getmetatable, error, type = setmetatable, getmetatable, erro
 local yield = coroutine.yield
 local current_runtime = core.current_runtime
 local no_task, check_yieldable = util.no_task, util.check_yieldable
+local suspend = util.suspend
 
 local M = {}
 
@@ -54,8 +55,7 @@ function Signal:wait()
   local rc = rt:_sd_wait("shutdown_signal:wait")
   while rc ~= 0 do
     if rc == 1 then
-      check_yieldable("shutdown_signal:wait")
-      yield()
+      suspend("shutdown_signal:wait")
     elseif rc == -1 then
       no_task("shutdown_signal:wait", rc)
     else

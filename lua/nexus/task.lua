@@ -8,6 +8,7 @@ local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local api_in_task = api.in_task
 local no_task, check_yieldable = util.no_task, util.check_yieldable
+local suspend = util.suspend
 
 local M = {}
 
@@ -44,8 +45,7 @@ local methods = core.task_mt.__index
 -- the current task its waiter and returns WAIT: then yield and ask again.
 local function join_slow(h, fname, pcall_style, a, ...)
   if a ~= WAIT then return a, ... end
-  check_yieldable(fname)
-  yield()
+  suspend(fname)
   return cjoin(h, pcall_style)
 end
 
@@ -71,8 +71,7 @@ function M.current() return core.current() end
 -- (suspends) let every other ready task run once.
 function M.yield()
   if api_in_task() == 0 then no_task("nexus.yield", -1) end
-  check_yieldable("nexus.yield")
-  yield()
+  suspend("nexus.yield")
 end
 
 return M

@@ -13,6 +13,7 @@ local api_now, api_sleep_until = api.now, api.sleep_until
 local api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait = api.dl_push, api.dl_state, api.dl_pop, api.cancel_wait
 local check_secs, check_time, check_fn, no_task, check_yieldable, pack, argerror =
   util.check_secs, util.check_time, util.check_fn, util.no_task, util.check_yieldable, util.pack, util.argerror
+local suspend = util.suspend
 
 local M = {}
 
@@ -26,8 +27,7 @@ local function wait_until(fname, deadline)
     rc = api_sleep_until(deadline)
     if rc ~= 0 then no_task(fname, rc) end
   end
-  check_yieldable(fname)
-  yield()
+  suspend(fname)
 end
 
 -- (suspends) secs >= 0; sleep(0) lets the other ready tasks run first.

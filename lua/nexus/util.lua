@@ -1,6 +1,7 @@
 -- nexus.util: argument checks and the errors every suspending function shares.
 local api = require "nexus.api"
-local may_suspend = require("nexus.core").may_suspend
+local core = require "nexus.core"
+local may_suspend, c_suspend = core.may_suspend, core.suspend
 
 local type, error, tostring, select = type, error, tostring, select
 local M = {}
@@ -73,6 +74,27 @@ function M.check_yieldable(fname)
       api.cancel_wait()
       error(fname .. ": " .. msg, 3)
     end
+  end
+end
+
+-- Raises from M.suspend: the levels are refuse, suspend, the suspending
+-- function, its caller (the one named in the error).
+local function refuse(fname)
+  local msg = M.cannot_suspend()
+  if msg then
+    api.cancel_wait()
+    error(fname .. ": " .. msg, 4)
+  end
+end
+
+-- With a wait registered: yield to the executor, or raise as
+-- check_yieldable does if this coroutine cannot. The usual case is one C
+-- call that checks and yields (core.suspend).
+function M.suspend(fname)
+  if M.borrowing then refuse(fname) end
+  if c_suspend() then
+    refuse(fname)
+    error(fname .. ": cannot suspend here", 3)   -- refuse found no reason: should not happen
   end
 end
 
