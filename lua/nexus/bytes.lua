@@ -62,9 +62,8 @@ local b_state, b_len = B.state, B.pub.len
 local type, error, tostring, setmetatable, tonumber = type, error, tostring, setmetatable, tonumber
 local floor = math.floor
 local band = bit.band
-local yield = coroutine.yield
 local copy, fstring, gc, cast = ffi.copy, ffi.string, ffi.gc, ffi.cast
-local no_task, check_yieldable = util.no_task, util.check_yieldable
+local no_task = util.no_task
 local suspend = util.suspend
 
 -- Statuses (src/rt.h, include/nexus.h, src/bchan.h).

@@ -23,8 +23,7 @@ local c_new, c_unref, c_cancel, c_wait = C.token_new, C.token_unref, C.cancel, C
 local c_guard_new, c_disarm, c_guard_unref = C.guard_new, C.disarm, C.guard_unref
 local ffi_gc, ffi_istype = ffi.gc, ffi.istype
 local setmetatable, error, getmetatable, type = setmetatable, error, getmetatable, type
-local yield = coroutine.yield
-local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
+local no_task, argerror = util.no_task, util.argerror
 local suspend = util.suspend
 local guard_out = ffi.new("nx_guard *[1]")
 

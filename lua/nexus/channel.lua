@@ -32,8 +32,7 @@ local c_tx_close, c_rx_close, c_tx_free, c_rx_free = C.tx_close, C.rx_close, C.t
 local ffi_gc = ffi.gc
 
 local type, error, setmetatable, tostring, floor = type, error, setmetatable, tostring, math.floor
-local yield = coroutine.yield
-local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
+local no_task, argerror = util.no_task, util.argerror
 local suspend = util.suspend
 
 -- Statuses of src/chan.h (an index >= 0 means go ahead).

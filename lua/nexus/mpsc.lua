@@ -23,10 +23,9 @@ typedef struct nexus_mpsc_api {
 
 local type, error, tostring, tonumber = type, error, tostring, tonumber
 local floor = math.floor
-local yield = coroutine.yield
 local cast = ffi.cast
 local c_send, c_recv, c_info = core.mpsc_send, core.mpsc_recv, core.mpsc_info
-local no_task, check_yieldable = util.no_task, util.check_yieldable
+local no_task = util.no_task
 local suspend = util.suspend
 
 local OK, AGAIN, NOTASK = 0, 1, -1

@@ -5,9 +5,8 @@ local core = require "nexus.core"
 local util = require "nexus.util"
 
 local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
-local yield = coroutine.yield
 local current_runtime = core.current_runtime
-local no_task, check_yieldable = util.no_task, util.check_yieldable
+local no_task = util.no_task
 local suspend = util.suspend
 
 local M = {}

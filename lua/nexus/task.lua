@@ -7,7 +7,7 @@ local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
 local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local api_in_task = api.in_task
-local no_task, check_yieldable = util.no_task, util.check_yieldable
+local no_task = util.no_task
 local suspend = util.suspend
 
 local M = {}

@@ -11,8 +11,8 @@ local dl_bind = require("nexus.core").dl_bind
 local cannot_suspend = util.cannot_suspend
 local api_now, api_sleep_until = api.now, api.sleep_until
 local api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait = api.dl_push, api.dl_state, api.dl_pop, api.cancel_wait
-local check_secs, check_time, check_fn, no_task, check_yieldable, pack, argerror =
-  util.check_secs, util.check_time, util.check_fn, util.no_task, util.check_yieldable, util.pack, util.argerror
+local check_secs, check_time, check_fn, no_task, pack, argerror =
+  util.check_secs, util.check_time, util.check_fn, util.no_task, util.pack, util.argerror
 local suspend = util.suspend
 
 local M = {}
