@@ -78,31 +78,45 @@ static nx_task *nx_slot(nx_rt *rt, uint32_t slot) {
   return &rt->pages[slot >> NX_PAGE_BITS][slot & (NX_PAGE_SIZE - 1)];
 }
 
+/* Adds a page of records. The arrays grow geometrically (a burst of
+ * 200,000 spawns must not realloc them per page) and the records are set
+ * up one at a time as nx_take_slot first hands them out. */
 static int nx_grow_slots(nx_rt *rt) {
-  nx_task **pages = realloc(rt->pages, (rt->npages + 1) * sizeof *pages);
-  if (!pages) return -1;
-  rt->pages = pages;
-  uint32_t *freev = realloc(rt->freev, (rt->nslots + NX_PAGE_SIZE) * sizeof *freev);
-  if (!freev) return -1;
-  rt->freev = freev;
-  /* Not calloc: a record is initialised when taken (nx_task_new); here
-   * only what is read of a free record. */
+  if (rt->npages == rt->pcap) {
+    uint32_t cap = rt->pcap ? rt->pcap * 2 : 4;
+    nx_task **pages = realloc(rt->pages, cap * sizeof *pages);
+    if (!pages) return -1;
+    rt->pages = pages;
+    rt->pcap = cap;
+  }
+  if (rt->nslots + NX_PAGE_SIZE > rt->fcap) {
+    uint32_t cap = rt->fcap ? rt->fcap * 2 : NX_PAGE_SIZE;
+    uint32_t *freev = realloc(rt->freev, cap * sizeof *freev);
+    if (!freev) return -1;
+    rt->freev = freev;
+    rt->fcap = cap;
+  }
+  /* Not calloc: a record is initialised when first taken. */
   nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
   if (!page) return -1;
   rt->pages[rt->npages++] = page;
-  /* Push in reverse so low slots are handed out first (dense Lua array). */
-  for (uint32_t i = NX_PAGE_SIZE; i-- > 0;) {
-    nx_task *t = &page[i];
-    t->slot = rt->nslots + i;
-    t->state = NX_FREE;
-    t->flags = 0;
-    t->co = NULL;
-    t->tm.armed = 0;
-    t->qseq = t->wseq = 0;
-    rt->freev[rt->nfree++] = rt->nslots + i;
-  }
   rt->nslots += NX_PAGE_SIZE;
   return 0;
+}
+
+/* A free record: the last one released, else the next never used (low
+ * slots first, so the Lua arrays indexed by slot stay dense). */
+static nx_task *nx_take_slot(nx_rt *rt) {
+  if (rt->nfree) return nx_slot(rt, rt->freev[--rt->nfree]);
+  if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
+  nx_task *t = nx_slot(rt, rt->used);
+  t->slot = rt->used++;
+  t->state = NX_FREE;
+  t->flags = 0;
+  t->co = NULL;
+  t->tm.armed = 0;
+  t->qseq = t->wseq = 0;
+  return t;
 }
 
 static void nx_tasks_set_nil(nx_rt *rt, lua_State *L, uint32_t slot) {
@@ -191,8 +205,8 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
     nx_sweep(rt, L);
     rt->sweep_at = rt->nzomb * 2 > 256 ? rt->nzomb * 2 : 256;
   }
-  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return NULL;
-  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  nx_task *t = nx_take_slot(rt);
+  if (!t) return NULL;
   t->co = NULL;
   t->flags = 0;
   nx_task_init(rt, t);
@@ -217,11 +231,11 @@ static int nx_pool_thread(nx_rt *rt, lua_State *L, nx_task *t) {
 }
 
 static int nx_pool_add(nx_rt *rt, lua_State *L) {
-  if (rt->nfree == 0 && nx_grow_slots(rt) != 0) return -1;
   uint32_t *pf = realloc(rt->pool_free, (rt->pool_size + 1) * sizeof *pf);
   if (!pf) return -1;
   rt->pool_free = pf;
-  nx_task *t = nx_slot(rt, rt->freev[--rt->nfree]);
+  nx_task *t = nx_take_slot(rt);
+  if (!t) return -1;
   t->flags = NX_F_POOLED;
   t->state = NX_FREE;
   nx_pool_thread(rt, L, t);
@@ -627,7 +641,7 @@ static int nx_park(nx_rt *rt, double until) {
 
 /* Every task ends as aborted: the runtime was interrupted or closes. */
 void nx_rt_abort_all(nx_rt *rt, lua_State *L) {
-  for (uint32_t s = 0; s < rt->nslots; s++) {
+  for (uint32_t s = 0; s < rt->used; s++) {
     nx_task *t = nx_slot(rt, s);
     if (t->state != NX_FREE && t->state != NX_DONE && nx_task_abort(rt, L, t)) rt->st.aborted++;
   }

@@ -95,8 +95,9 @@ struct nx_rt {
   uv_timer_t timer;             /* armed for the heap top when parking */
   nx_heap heap;
   nx_task **pages;              /* task records in stable pages */
-  uint32_t npages, nslots;
-  uint32_t *freev, nfree;       /* free slots (stack) */
+  uint32_t npages, pcap;
+  uint32_t nslots, used;        /* records in pages; taken at least once */
+  uint32_t *freev, nfree, fcap; /* released slots (stack) */
   nx_qent *q;                   /* ready ring, power-of-two capacity */
   uint32_t qhead, qn, qcap;
   nx_task *cur;                 /* running task */
