@@ -333,13 +333,16 @@ static int nx_join_wait(lua_State *L, nx_handle *h, const char *fname) {
   return 1;
 }
 
-/* Pushes a finished task's results (no status). */
+/* Pushes a finished task's results (no status): moved when nx_consume
+ * drops the coroutine right after, copied when block_on still reads it. */
 static int nx_push_results(lua_State *L, nx_task *t) {
   lua_State *co = t->co;
   int n = lua_gettop(co);
   luaL_checkstack(L, n + 1, "too many results");
-  lua_checkstack(co, n);
-  for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+  if (t->holds || (t->flags & NX_F_FATAL)) {
+    lua_checkstack(co, n);
+    for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
+  }
   lua_xmove(co, L, n);
   return n;
 }
@@ -361,7 +364,6 @@ static int l_join(lua_State *L) {
     return nx_error(L, "%s: task %d is a pooled task (spawn_pooled): its outcome is not kept",
                     fname, (int)h->id);
   if (t->state != NX_DONE) return nx_join_wait(L, h, fname);
-  lua_settop(L, 1);
   int n;
   if (t->end == NX_END_OK) {
     if (pcall_style) lua_pushboolean(L, 1);
