@@ -390,10 +390,13 @@ static int l_join(lua_State *L) {
 /* core.may_suspend(): 0 when the running coroutine may yield to the
  * executor; 1 when it cannot yield at all (called through a C function);
  * 2 when it is not the task's coroutine (the user's own, inside a task).
- * One call for both checks: it sits on every wait's path. */
+ * One call for both checks; core.suspend shares it. */
+static int nx_why_not_suspend(lua_State *L) {
+  return !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
+}
+
 static int l_may_suspend(lua_State *L) {
-  int why = !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
-  lua_pushinteger(L, why);
+  lua_pushinteger(L, nx_why_not_suspend(L));
   return 1;
 }
 
@@ -403,7 +406,7 @@ static int l_may_suspend(lua_State *L) {
  * compiled trace each call out costs a stitch, and this one sits on every
  * wait's path. */
 static int l_suspend(lua_State *L) {
-  int why = !lua_isyieldable(L) ? 1 : !(nx_cur_rt && nx_may_suspend(nx_cur_rt, L)) ? 2 : 0;
+  int why = nx_why_not_suspend(L);
   if (why == 0) return lua_yield(L, 0);
   lua_pushinteger(L, why);
   return 1;
