@@ -31,6 +31,37 @@ describe("time", function()
       assert.are.equal(0, late, "worst lateness " .. worst)
     end)
 
+    -- A new coroutine has about 40 stack slots, and the C call that yields
+    -- needs 20 free: each Lua frame nexus puts between the task's code and
+    -- that call is room the task loses before its first wait must grow
+    -- (reallocate) its stack. sleep adds none (tail calls down to C).
+    it("a task with locals and a helper call before its first sleep keeps its first stack", function()
+      local function parked_kb(task)
+        local kb
+        nexus.run(function()
+          collectgarbage(); collectgarbage()
+          local before = collectgarbage("count")
+          local hs = {}
+          for i = 1, 2000 do hs[i] = nexus.spawn(task, 5) end
+          nexus.sleep(0.01)
+          collectgarbage(); collectgarbage()
+          kb = collectgarbage("count") - before
+          for i = 1, #hs do hs[i]:abort() end
+        end)
+        return kb
+      end
+      local function helper(d) return nexus.sleep(d) end
+      local plain = parked_kb(function(d) nexus.sleep(d) end)
+      local busier = parked_kb(function(d)
+        local a, b, c, e = d, d * 2, d * 3, d * 4
+        helper(a + b + c + e - d * 9)
+        return a, b, c, e
+      end)
+      -- a grown stack costs hundreds of bytes per task
+      local extra = (busier - plain) * 1024 / 2000
+      assert.is_true(extra < 40, ("%.1f bytes more per parked task"):format(extra))
+    end)
+
     it("sleeps at least the requested time and not much more", function()
       local dt = nexus.run(function()
         local t0 = nexus.now()

@@ -67,6 +67,11 @@ static void api_cancel_wait(void) {
   if (rt && rt->cur) nx_task_cancel_wait(rt, rt->cur);
 }
 
+/* Set while nexus.world may have the World borrowed (with_world): then
+ * core.suspend asks Lua (util.refuse) before yielding. */
+static _Thread_local int nx_borrow_hint;
+static void api_set_borrowing(int on) { nx_borrow_hint = on; }
+
 typedef struct nx_api {
   double (*now)(void);
   double (*event_time)(void);
@@ -76,11 +81,12 @@ typedef struct nx_api {
   int (*dl_state)(int);
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
+  void (*set_borrowing)(int);
 } nx_api;
 
 static const nx_api nx_api_table = {
   nx_now, api_event_time, api_in_task, api_sleep_until,
-  api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait,
+  api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait, api_set_borrowing,
 };
 
 /* ---- runtime object ---- */
@@ -400,16 +406,44 @@ static int l_may_suspend(lua_State *L) {
   return 1;
 }
 
-/* core.suspend(): yields to the executor when core.may_suspend() would
- * return 0 and returns nothing once resumed; otherwise returns why not (1
- * or 2) without yielding. The check and the yield in one C call: from a
- * compiled trace each call out costs a stitch, and this one sits on every
- * wait's path. */
-static int l_suspend(lua_State *L) {
+/* The refusal path of core.suspend: util.refuse(fname, why, level) builds
+ * the message (nexus.world adds its own reason), releases the wait and
+ * raises. It returns only when a borrow hint was stale: then yield. */
+static int nx_refuse(lua_State *L) {
   int why = nx_why_not_suspend(L);
-  if (why == 0) return lua_yield(L, 0);
+  int level = (int)luaL_optinteger(L, 2, 4);
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.refuse");
+  lua_pushvalue(L, 1);
   lua_pushinteger(L, why);
-  return 1;
+  lua_pushinteger(L, level);
+  lua_call(L, 3, 0);
+  if (why != 0) return nx_error(L, "%s: cannot suspend here", luaL_optstring(L, 1, "?"));
+  lua_settop(L, 0);
+  return lua_yield(L, 0);
+}
+
+/* core.suspend(fname [, level]): yields to the executor, with nothing,
+ * once the caller registered a wait; raises "<fname>: cannot suspend ..."
+ * when this coroutine cannot (level as error()'s: 1 is util.refuse, 2 this
+ * function, 3 its Lua caller; 4 by default).
+ *
+ * The check and the yield are one C call: from a compiled trace each call
+ * out costs a stitch, and this one is on every wait's path. Callers whose
+ * wait is their last act tail-call it (`return suspend(fname, 3)`): a C
+ * function needs LUA_MINSTACK free slots, and a new coroutine has only
+ * about 40, so every frame less on this path is room the task's own code
+ * keeps before its first wait has to grow (reallocate) the stack. */
+static int l_suspend(lua_State *L) {
+  if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
+  return nx_refuse(L);
+}
+
+/* core.set_refuse(fn): util.refuse, for core.suspend's refusal path. */
+static int l_set_refuse(lua_State *L) {
+  luaL_checktype(L, 1, LUA_TFUNCTION);
+  lua_settop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "nexus.refuse");
+  return 0;
 }
 
 /* core.dl_bind(level, co): co runs the function timed by that level. */
@@ -772,7 +806,7 @@ static const luaL_Reg nx_task_methods[] = {
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
   {"join", l_join}, {"abort", l_h_abort},
-  {"may_suspend", l_may_suspend}, {"suspend", l_suspend},
+  {"may_suspend", l_may_suspend}, {"suspend", l_suspend}, {"set_refuse", l_set_refuse},
   {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},

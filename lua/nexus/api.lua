@@ -15,6 +15,7 @@ typedef struct nx_api {
   int (*dl_state)(int);
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
+  void (*set_borrowing)(int);
 } nx_api;
 ]]
 

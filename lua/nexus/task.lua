@@ -71,7 +71,7 @@ function M.current() return core.current() end
 -- (suspends) let every other ready task run once.
 function M.yield()
   if api_in_task() == 0 then no_task("nexus.yield", -1) end
-  suspend("nexus.yield")
+  return suspend("nexus.yield", 3)   -- a tail call: see util.suspend
 end
 
 return M

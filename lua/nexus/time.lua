@@ -27,7 +27,7 @@ local function wait_until(fname, deadline)
     rc = api_sleep_until(deadline)
     if rc ~= 0 then no_task(fname, rc) end
   end
-  suspend(fname)
+  return suspend(fname, 3)   -- a tail call: see util.suspend
 end
 
 -- (suspends) secs >= 0; sleep(0) lets the other ready tasks run first.

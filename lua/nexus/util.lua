@@ -62,9 +62,15 @@ local why_not = {
 }
 
 -- True while nexus.world has a World borrowed (with_world): then the
--- check asks M.cannot_suspend, which nexus.world extends. Off the hot path
--- otherwise: one field read.
+-- checks ask M.borrow_reason, which nexus.world sets. Set through
+-- M.set_borrowing, which tells core.suspend too. Off the hot path
+-- otherwise: one field read here, one C flag there.
 M.borrowing = false
+
+function M.set_borrowing(on)
+  M.borrowing = on
+  api.set_borrowing(on and 1 or 0)
+end
 
 function M.check_yieldable(fname)
   local why = may_suspend()
@@ -77,30 +83,33 @@ function M.check_yieldable(fname)
   end
 end
 
--- Raises from M.suspend: the levels are refuse, suspend, the suspending
--- function, its caller (the one named in the error).
-local function refuse(fname)
-  local msg = M.cannot_suspend()
+-- Called by core.suspend when it would not yield: raises, with the wait
+-- released, or returns (a stale borrow hint) and core.suspend yields.
+-- why is core.may_suspend()'s answer, taken in C before this call (here,
+-- called from C, the coroutine could never yield).
+local function refuse(fname, why, level)
+  local msg = M.borrow_reason() or why_not[why]
   if msg then
     api.cancel_wait()
-    error(fname .. ": " .. msg, 4)
+    error(fname .. ": " .. msg, level)
   end
 end
+core.set_refuse(refuse)
 
--- With a wait registered: yield to the executor, or raise as
--- check_yieldable does if this coroutine cannot. The usual case is one C
--- call that checks and yields (core.suspend).
-function M.suspend(fname)
-  if M.borrowing then refuse(fname) end
-  if c_suspend() then
-    refuse(fname)
-    error(fname .. ": cannot suspend here", 3)   -- refuse found no reason: should not happen
-  end
-end
+-- M.suspend(fname [, level]): with a wait registered, yield to the
+-- executor, or raise as check_yieldable does if this coroutine cannot.
+-- It is the C function itself (no Lua frame between the suspending
+-- function and the yield); see l_suspend in src/lmodule.c. A caller whose
+-- wait is its last act tail-calls it with level 3: `return suspend(f, 3)`.
+M.suspend = c_suspend
+
+-- Why suspending is refused while nexus.world has the World borrowed,
+-- or nil; nexus.world replaces it.
+function M.borrow_reason() return nil end
 
 -- nil when the running coroutine may yield to the executor, else why not.
 function M.cannot_suspend()
-  return why_not[may_suspend()]
+  return M.borrow_reason() or why_not[may_suspend()]
 end
 
 return M

@@ -484,14 +484,13 @@ local function borrowed()
   return borrow_rt ~= nil and borrow_rt == current_rt() and borrow_at == w_resumes()
 end
 
--- Suspending functions (util.check_yieldable) refuse inside with_world.
-local base_cannot_suspend = util.cannot_suspend
-util.cannot_suspend = function()
+-- Suspending functions (util.check_yieldable, core.suspend) refuse inside
+-- with_world.
+util.borrow_reason = function()
   if borrowed() then
     return "cannot suspend inside with_world/with_world_ref (the World is borrowed "
       .. "until the function returns: suspend after it)"
   end
-  return base_cannot_suspend()
 end
 
 -- runtime -> WorldCtx; weak both ways, as a ctx refers to its runtime (a
@@ -531,7 +530,7 @@ end
 
 local function finish(fname, rt, at, ok, ...)
   if borrow_rt == rt and borrow_at == at then borrow_rt = nil end
-  util.borrowing = borrow_rt ~= nil
+  util.set_borrowing(borrow_rt ~= nil)
   if w_resumes() ~= at then
     raise(fname, "the function suspended inside " .. fname
       .. " (coroutine.yield, or an abort of its own task); keep it synchronous")
@@ -549,7 +548,7 @@ function Ctx.with_world(ctx, fn, ...)
   local at = w_resumes()
   if borrow_at == at and borrow_rt == rt then nested("ctx:with_world") end
   borrow_rt, borrow_at = rt, at
-  util.borrowing = true
+  util.set_borrowing(true)
   return finish("ctx:with_world", rt, at, pcall(fn, ctx.world, ...))
 end
 
@@ -562,7 +561,7 @@ function Ctx.with_world_ref(ctx, fn, ...)
   local at = w_resumes()
   if borrow_at == at and borrow_rt == rt then nested("ctx:with_world_ref") end
   borrow_rt, borrow_at = rt, at
-  util.borrowing = true
+  util.set_borrowing(true)
   return finish("ctx:with_world_ref", rt, at, pcall(fn, ctx.ref, ...))
 end
 
