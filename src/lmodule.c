@@ -255,12 +255,27 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   return t;
 }
 
-/* core.spawn(fn, ...) -> handle, or nothing when no runtime is running. */
+/* No runtime is running: util.no_task(fname, -1) adopts the script's main
+ * chunk as a root task (the nexus command) or raises "not inside a nexus
+ * task" (at the caller of the C function, as if a Lua wrapper had). */
+static nx_rt *nx_no_task(lua_State *L, const char *fname) {
+  int top = lua_gettop(L);
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.no_task");
+  lua_pushstring(L, fname);
+  lua_pushinteger(L, NX_E_NOTASK);
+  lua_call(L, 2, 0);
+  lua_settop(L, top);
+  if (!nx_cur_rt) nx_error(L, "%s: not inside a nexus task", fname);
+  return nx_cur_rt;
+}
+
+/* nexus.spawn(fn, ...) -> handle. It is this C function itself: a Lua
+ * wrapper would add a vararg frame to every spawn. */
 static int l_spawn(lua_State *L) {
   nx_rt *rt = nx_cur_rt;
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return nx_error(L, "nexus.spawn: expected a function, got %s", luaL_typename(L, 1));
-  if (!rt) return 0;
+  if (!rt) rt = nx_no_task(L, "nexus.spawn");
   nx_task *t = nx_spawn_top(L, rt, 1, "nexus.spawn");
   nx_push_handle(L, rt, t);
   return 1;
@@ -393,6 +408,26 @@ static int l_join(lua_State *L) {
   return n;
 }
 
+/* core.join1(h, pcall_style) -> st [, v]: join's fast path, with a fixed
+ * count of results (a C call whose result count is fixed stays in the
+ * JIT's trace; join's general path returns any number through a vararg
+ * Lua frame, which runs interpreted). st 1: the task had finished with
+ * exactly one result, v; st 0: with none; both consume the handle. st 2:
+ * anything else, nothing done: the caller takes the general path. */
+static int l_join1(lua_State *L) {
+  nx_handle *h = nx_check_handle(L, 1, lua_toboolean(L, 2) ? "handle:result" : "handle:join");
+  nx_task *t = h->t;
+  if (!t || !nx_rt_live(h->rt, h->rt_serial) || t->state != NX_DONE || t->end != NX_END_OK ||
+      (t->flags & NX_F_POOLED) || lua_gettop(t->co) > 1) {
+    lua_pushinteger(L, 2);
+    return 1;
+  }
+  lua_pushinteger(L, lua_gettop(t->co));
+  int n = 1 + nx_push_results(L, t);
+  nx_consume(L, h);
+  return n;
+}
+
 /* core.may_suspend(): 0 when the running coroutine may yield to the
  * executor; 1 when it cannot yield at all (called through a C function);
  * 2 when it is not the task's coroutine (the user's own, inside a task).
@@ -438,11 +473,16 @@ static int l_suspend(lua_State *L) {
   return nx_refuse(L);
 }
 
-/* core.set_refuse(fn): util.refuse, for core.suspend's refusal path. */
-static int l_set_refuse(lua_State *L) {
-  luaL_checktype(L, 1, LUA_TFUNCTION);
-  lua_settop(L, 1);
-  lua_setfield(L, LUA_REGISTRYINDEX, "nexus.refuse");
+/* core.set_hook(name, fn): util's Lua functions the C side calls on its
+ * rare paths: "refuse" (core.suspend cannot yield), "no_task" (no
+ * runtime is running). Kept in the registry as "nexus.<name>". */
+static int l_set_hook(lua_State *L) {
+  const char *name = luaL_checkstring(L, 1);
+  luaL_checktype(L, 2, LUA_TFUNCTION);
+  lua_settop(L, 2);
+  lua_pushfstring(L, "nexus.%s", name);
+  lua_insert(L, 2);
+  lua_settable(L, LUA_REGISTRYINDEX);
   return 0;
 }
 
@@ -805,8 +845,8 @@ static const luaL_Reg nx_task_methods[] = {
 
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
-  {"join", l_join}, {"abort", l_h_abort},
-  {"may_suspend", l_may_suspend}, {"suspend", l_suspend}, {"set_refuse", l_set_refuse},
+  {"join", l_join}, {"join1", l_join1}, {"abort", l_h_abort},
+  {"may_suspend", l_may_suspend}, {"suspend", l_suspend}, {"set_hook", l_set_hook},
   {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},

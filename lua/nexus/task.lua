@@ -3,7 +3,7 @@ local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
 
-local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
+local cspawn, cjoin, cjoin1, cabort, WAIT = core.spawn, core.join, core.join1, core.abort, core.WAIT
 local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
 local api_in_task = api.in_task
@@ -12,12 +12,10 @@ local suspend = util.suspend
 
 local M = {}
 
-function M.spawn(fn, ...)
-  local h = cspawn(fn, ...)
-  if h then return h end
-  no_task("nexus.spawn", -1)    -- adopts the main chunk, or raises
-  return cspawn(fn, ...)
-end
+-- nexus.spawn(fn, ...) -> handle: the C function itself, no Lua frame
+-- (without a runtime it calls util.no_task: adopts the main chunk under
+-- the nexus command, or raises).
+M.spawn = cspawn
 
 -- A task from the runtime's pool (builder:task_pool): its coroutine and
 -- record are reused, so this allocates nothing. Pooled tasks are detached:
@@ -50,12 +48,20 @@ local function join_slow(h, fname, pcall_style, a, ...)
 end
 
 -- (suspends) fn's results; re-raises fn's error. Consumes the handle.
+-- core.join1 takes a finished task with at most one result in a call
+-- the JIT keeps compiled; the rest goes through core.join.
 function methods.join(h)
+  local st, v = cjoin1(h, false)
+  if st == 1 then return v end
+  if st == 0 then return end
   return join_slow(h, "handle:join", false, cjoin(h, false))
 end
 
 -- (suspends) true, ... | false, err, traceback. Consumes the handle.
 function methods.result(h)
+  local st, v = cjoin1(h, true)
+  if st == 1 then return true, v end
+  if st == 0 then return true end
   return join_slow(h, "handle:result", true, cjoin(h, true))
 end
 

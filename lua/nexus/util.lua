@@ -50,6 +50,7 @@ function M.no_task(fname, rc)
   if rc == -2 then error(fname .. ": out of memory", 3) end
   error(fname .. ": not inside a nexus task", 3)
 end
+core.set_hook("no_task", M.no_task)   -- for C functions called directly (nexus.spawn)
 
 -- Before yielding with a wait registered: if this coroutine cannot yield
 -- (a C function, an FFI callback, a metamethod called from C), or is a
@@ -94,7 +95,7 @@ local function refuse(fname, why, level)
     error(fname .. ": " .. msg, level)
   end
 end
-core.set_refuse(refuse)
+core.set_hook("refuse", refuse)
 
 -- M.suspend(fname [, level]): with a wait registered, yield to the
 -- executor, or raise as check_yieldable does if this coroutine cannot.
