@@ -110,14 +110,17 @@ static int l_rt_new(lua_State *L) {
   lua_setmetatable(L, -2);
   if (!(b->rt = nx_rt_new())) return nx_error(L, "nexus.runtime: cannot create the event loop");
   nx_rt *rt = b->rt;
-  lua_newtable(L);                               /* tasks: slot -> coroutine */
-  rt->tasks_ref = luaL_ref(L, LUA_REGISTRYINDEX);
-  lua_newtable(L);                               /* slot -> handle, weak */
+  rt->ctl = lua_newthread(L);                    /* holds the tables below */
+  lua_checkstack(rt->ctl, 8);
+  rt->ctl_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_newtable(L);                               /* NX_CTL_TASKS: slot -> coroutine */
+  lua_xmove(L, rt->ctl, 1);
+  lua_newtable(L);                               /* NX_CTL_HANDLES: slot -> handle, weak */
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
-  rt->handles_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+  lua_xmove(L, rt->ctl, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (int)rt->serial);
@@ -131,9 +134,9 @@ static int l_rt_gc(lua_State *L) {
     nx_rt *rt = b->rt;
     b->rt = NULL;
     nx_rt_close(rt, L);
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-    luaL_unref(L, LUA_REGISTRYINDEX, rt->handles_ref);
-    rt->tasks_ref = rt->handles_ref = LUA_NOREF;
+    luaL_unref(L, LUA_REGISTRYINDEX, rt->ctl_ref);
+    rt->ctl_ref = LUA_NOREF;
+    rt->ctl = NULL;
     nx_rt_unref(rt);
   }
   return 0;
@@ -190,10 +193,8 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   lua_pushvalue(L, NX_UV_TASK_MT);
   lua_setmetatable(L, -2);
   if (t->flags & NX_F_POOLED) return;   /* its slot is reused: no canonical handle */
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, (int)t->slot + 1);
-  lua_pop(L, 1);
+  lua_pushvalue(L, -1);
+  nx_ctl_set(rt, L, NX_CTL_HANDLES, t->slot);
 }
 
 /* Type check by metatable identity: no registry lookup by name. */
@@ -244,10 +245,8 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   nx_task *t = nx_task_new(rt, L);
   if (!t) nx_error(L, "%s: out of memory", fname);
   if (nargs > 65534) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   lua_State *co = lua_newthread(L);
-  lua_rawseti(L, -2, (int)t->slot + 1);
-  lua_pop(L, 1);
+  nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
   t->co = co;
   t->nargs = (uint16_t)nargs;
   lua_xmove(L, co, nargs + 1);
@@ -284,10 +283,10 @@ static int l_spawn(lua_State *L) {
 static int l_current(lua_State *L) {
   nx_rt *rt = nx_cur_rt;
   if (!rt || !rt->cur) return 0;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
-  lua_rawgeti(L, -1, (int)rt->cur->slot + 1);
+  lua_rawgeti(rt->ctl, NX_CTL_HANDLES, (int)rt->cur->slot + 1);
+  lua_xmove(rt->ctl, L, 1);
   if (!lua_isnil(L, -1)) return 1;
-  lua_pop(L, 2);
+  lua_pop(L, 1);
   nx_push_handle(L, rt, rt->cur);
   return 1;
 }
@@ -606,10 +605,7 @@ static int l_rt_adopt(lua_State *L) {
   if (lua_pushthread(L)) return nx_error(L, "rt:_adopt: the main thread cannot be a task");
   nx_task *t = nx_task_new(rt, L);
   if (!t) return nx_error(L, "rt:_adopt: out of memory");
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-  lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, (int)t->slot + 1);
-  lua_pop(L, 2);
+  nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
   t->co = L;
   t->flags |= NX_F_ROOT;
   t->holds++;

@@ -50,7 +50,7 @@ nx_rt *nx_rt_new(void) {
   rt->qcap = 256;
   rt->q = malloc(rt->qcap * sizeof *rt->q);
   if (!rt->q) goto fail_loop;
-  rt->tasks_ref = rt->handles_ref = LUA_NOREF;
+  rt->ctl_ref = LUA_NOREF;
   rt->owned.next = rt->owned.prev = &rt->owned;
   rt->refs = 1;
   rt->tasks_per_cycle = 64;
@@ -119,16 +119,10 @@ static nx_task *nx_take_slot(nx_rt *rt) {
   return t;
 }
 
-static void nx_tasks_set_nil(nx_rt *rt, lua_State *L, uint32_t slot) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
-  lua_pushnil(L);
-  lua_rawseti(L, -2, (int)slot + 1);
-  lua_pop(L, 1);
-}
-
 /* Drops the coroutine (and the outcome it holds) of an ended task. */
 void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
-  if (t->co) nx_tasks_set_nil(rt, L, t->slot);
+  (void)L;
+  if (t->co) nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
   t->co = NULL;
 }
 
@@ -149,32 +143,29 @@ static void nx_zombie(nx_rt *rt, nx_task *t) {
 }
 
 static void nx_sweep(nx_rt *rt, lua_State *L) {
+  (void)L;
+  lua_State *ctl = rt->ctl;
   uint32_t keep = 0;
   rt->st.sweeps++;
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->handles_ref);
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   for (uint32_t i = 0; i < rt->nzomb; i++) {
     uint32_t slot = rt->zomb[i];
     nx_task *t = nx_slot(rt, slot);
     if (!(t->flags & NX_F_CONSUMED)) {
-      lua_rawgeti(L, -2, (int)slot + 1);
-      int alive = !lua_isnil(L, -1);
-      lua_pop(L, 1);
+      lua_rawgeti(ctl, NX_CTL_HANDLES, (int)slot + 1);
+      int alive = !lua_isnil(ctl, -1);
+      lua_pop(ctl, 1);
       if (alive) {
         rt->zomb[keep++] = slot;
         continue;
       }
     }
-    lua_pushnil(L);
-    lua_rawseti(L, -2, (int)slot + 1);     /* the coroutine */
-    lua_pushnil(L);
-    lua_rawseti(L, -3, (int)slot + 1);     /* a consumed handle */
+    nx_ctl_clear(rt, NX_CTL_TASKS, slot);      /* the coroutine */
+    nx_ctl_clear(rt, NX_CTL_HANDLES, slot);    /* a consumed handle */
     t->co = NULL;
     t->flags = 0;
     t->state = NX_FREE;
     rt->freev[rt->nfree++] = slot;
   }
-  lua_pop(L, 2);
   rt->nzomb = keep;
 }
 
@@ -223,10 +214,8 @@ nx_task *nx_task_new(nx_rt *rt, lua_State *L) {
  * fresh coroutine: only that path allocates. */
 
 static int nx_pool_thread(nx_rt *rt, lua_State *L, nx_task *t) {
-  lua_rawgeti(L, LUA_REGISTRYINDEX, rt->tasks_ref);
   t->co = lua_newthread(L);
-  lua_rawseti(L, -2, (int)t->slot + 1);
-  lua_pop(L, 1);
+  nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
   return 0;
 }
 

@@ -109,8 +109,8 @@ struct nx_rt {
   int signo;                    /* the signal that shut it down, or 0 */
   int interrupted;              /* a signal found no waiter: abort everything */
   uint8_t shut;                 /* shutdown triggered */
-  int tasks_ref;                /* registry ref: table slot -> coroutine */
-  int handles_ref;              /* registry ref: weak table slot -> handle */
+  lua_State *ctl;               /* a thread whose stack holds the two tables: */
+  int ctl_ref;                  /* its registry ref */
   int refs;                     /* the runtime object, claims, sockets... */
   uint32_t *zomb, nzomb, zcap;  /* ended tasks whose slot may come back */
   uint32_t sweep_at;            /* sweep the zombies when there are this many */
@@ -126,6 +126,23 @@ struct nx_rt {
     uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
   } st;
 };
+
+/* The runtime's Lua tables sit at fixed indices of its ctl thread's stack:
+ * a task's coroutine and handle are stored and dropped with two API calls
+ * (lua_rawgeti of a registry ref would look the ref up in the registry's
+ * hash part each time). */
+#define NX_CTL_TASKS   1        /* slot + 1 -> coroutine */
+#define NX_CTL_HANDLES 2        /* slot + 1 -> handle, weak */
+
+/* Pops the value on top of L into ctl table `tbl` at slot; nil clears it. */
+static inline void nx_ctl_set(nx_rt *rt, lua_State *L, int tbl, uint32_t slot) {
+  lua_xmove(L, rt->ctl, 1);
+  lua_rawseti(rt->ctl, tbl, (int)slot + 1);
+}
+static inline void nx_ctl_clear(nx_rt *rt, int tbl, uint32_t slot) {
+  lua_pushnil(rt->ctl);
+  lua_rawseti(rt->ctl, tbl, (int)slot + 1);
+}
 
 /* The runtime being driven on this thread, or NULL. Read on every wait
  * and wake: initial-exec TLS makes that one load instead of a call to
