@@ -73,7 +73,7 @@ static void api_cancel_wait(void) {
 
 /* Set while nexus.world may have the World borrowed (with_world): then
  * core.suspend asks Lua (util.refuse) before yielding. */
-static _Thread_local int nx_borrow_hint;
+static NX_TLS int nx_borrow_hint;
 static void api_set_borrowing(int on) { nx_borrow_hint = on; }
 
 typedef struct nx_api {

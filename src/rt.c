@@ -15,8 +15,8 @@ static _Thread_local uint32_t nx_rt_serial;
 
 /* Live runtimes by serial: objects that outlive their runtime (task
  * handles) check here instead of keeping its memory alive. */
-static _Thread_local nx_rt **nx_rts;
-static _Thread_local uint32_t nx_nrts;
+static NX_TLS nx_rt **nx_rts;
+static NX_TLS uint32_t nx_nrts;
 
 int nx_rt_live(const nx_rt *rt, uint32_t serial) {
   return serial < nx_nrts && nx_rts[serial] == rt;
