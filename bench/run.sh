@@ -236,7 +236,7 @@ impls_spawn=(
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/spawn_cqueues.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/spawn_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/spawn_nexus.lua"
-  "nexus-shared|nexus_why|$LUAJIT $ROOT/bench/spawn_nexus_shared.lua"
+  "nexus-closure|nexus_why|$LUAJIT $ROOT/bench/spawn_nexus_closure.lua"
 )
 impls_sleepers=(
   "c-libuv|uv_c_why|$UV_C"
