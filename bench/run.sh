@@ -231,6 +231,7 @@ fi
 impls_spawn=(
   "coro-loop||$LUAJIT $ROOT/bench/spawn_coro.lua"
   "coro-alive||$LUAJIT $ROOT/bench/spawn_coro_alive.lua"
+  "coro-alive-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/spawn_coro_alive.lua"
   "lua-sched||$LUAJIT $ROOT/bench/spawn_sched.lua"
   "luv|luv_why|$LUAJIT $ROOT/bench/spawn_luv.lua"
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/spawn_cqueues.lua"
