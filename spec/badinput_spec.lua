@@ -45,6 +45,22 @@ describe("bad input", function()
     it("outside any runtime raises instead of dropping the task", function()
       raises({ "nexus.spawn", NOT_IN_TASK }, nexus.spawn, function() end)
     end)
+
+    -- nexus.spawn and the C suspend call back into nexus.util on their
+    -- rare paths; without it (nexus.core loaded on its own) they say so
+    it("a missing Lua side of nexus.core gives a clear error, not a crash", function()
+      local reg = debug.getregistry()
+      local saved_no_task, saved_refuse = reg["nexus.no_task"], reg["nexus.refuse"]
+      reg["nexus.no_task"], reg["nexus.refuse"] = nil, nil
+      local ok1, e1 = pcall(nexus.spawn, function() end)
+      local ok2, e2 = pcall(require("nexus.core").suspend, "x:wait")   -- main thread: refuses
+      reg["nexus.no_task"], reg["nexus.refuse"] = saved_no_task, saved_refuse
+      assert.is_false(ok1)
+      assert.truthy(tostring(e1):find("nexus.spawn: nexus.core is missing its Lua side", 1, true), e1)
+      assert.is_false(ok2)
+      assert.truthy(tostring(e2):find("x:wait: nexus.core is missing its Lua side", 1, true), e2)
+      raises({ "nexus.spawn", NOT_IN_TASK }, nexus.spawn, function() end)   -- restored
+    end)
   end)
 
   describe("durations and periods", function()

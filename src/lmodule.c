@@ -265,12 +265,20 @@ static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fnam
   return t;
 }
 
+/* Pushes util's Lua function registered as core.set_hook(name, fn); raises
+ * a clear error if nexus.util never registered it (nexus.core used alone). */
+static void nx_push_hook(lua_State *L, const char *name, const char *fname) {
+  lua_getfield(L, LUA_REGISTRYINDEX, name);
+  if (lua_type(L, -1) != LUA_TFUNCTION)
+    nx_error(L, "%s: nexus.core is missing its Lua side (require \"nexus\")", fname);
+}
+
 /* No runtime is running: util.no_task(fname, -1) adopts the script's main
  * chunk as a root task (the nexus command) or raises "not inside a nexus
  * task" (at the caller of the C function, as if a Lua wrapper had). */
 static nx_rt *nx_no_task(lua_State *L, const char *fname) {
   int top = lua_gettop(L);
-  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.no_task");
+  nx_push_hook(L, "nexus.no_task", fname);
   lua_pushstring(L, fname);
   lua_pushinteger(L, NX_E_NOTASK);
   lua_call(L, 2, 0);
@@ -457,7 +465,7 @@ static int l_may_suspend(lua_State *L) {
 static int nx_refuse(lua_State *L) {
   int why = nx_why_not_suspend(L);
   int level = (int)luaL_optinteger(L, 2, 4);
-  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.refuse");
+  nx_push_hook(L, "nexus.refuse", luaL_optstring(L, 1, "?"));
   lua_pushvalue(L, 1);
   lua_pushinteger(L, why);
   lua_pushinteger(L, level);
