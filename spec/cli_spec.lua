@@ -56,6 +56,22 @@ describe("nexus command", function()
       assert.is_truthy(r.out:find("joined=42\n", 1, true), show(r))
     end)
 
+    it("top-level join and result take the value of a task that already ended", function()
+      local r = nexus_script([[
+        local nexus = require "nexus"
+        local t = {}
+        local a = nexus.spawn(function() return t end)
+        local b = nexus.spawn(function() return "b" end)
+        local c = nexus.spawn(function() end)
+        nexus.sleep(0.01)                      -- all three have ended
+        local ok, v = b:result()
+        print("same=" .. tostring(rawequal(a:join(), t)), "b=" .. tostring(ok) .. v,
+              "c=" .. select("#", c:join()))
+      ]])
+      assert.are.equal(0, r.rc, show(r))
+      assert.is_truthy(r.out:find("same=true\tb=trueb\tc=0\n"), show(r))
+    end)
+
     it("waits for spawned tasks before exiting", function()
       local r = nexus_script([[
         local nexus = require "nexus"

@@ -37,6 +37,67 @@ describe("tasks", function()
       assert.are.equal(0, r.n)
     end)
 
+    -- A task that ended with 0 or 1 value before join is taken through
+    -- join's fast path (the value waits in the runtime's tasks table).
+    it("join and result of tasks that already ended keep the count of values", function()
+      local t = {}
+      local r = nexus.run(function()
+        local hs = {
+          nexus.spawn(function() end), nexus.spawn(function() return nil end),
+          nexus.spawn(function() return t end), nexus.spawn(function() return 1, 2 end),
+          nexus.spawn(function() end), nexus.spawn(function() return nil end),
+          nexus.spawn(function() return t end),
+        }
+        nexus.yield()                          -- every one has ended
+        return { pack(hs[1]:join()), pack(hs[2]:join()), pack(hs[3]:join()), pack(hs[4]:join()),
+                 pack(hs[5]:result()), pack(hs[6]:result()), pack(hs[7]:result()) }
+      end)
+      assert.are.equal(0, r[1].n)
+      assert.are.equal(1, r[2].n)
+      assert.is_nil(r[2][1])
+      assert.are.equal(1, r[3].n)
+      assert.is_true(rawequal(t, r[3][1]))
+      assert.are.same({ n = 2, 1, 2 }, r[4])
+      assert.are.same({ n = 1, true }, r[5])
+      assert.are.same({ n = 2, true, nil }, r[6])
+      assert.are.equal(2, r[7].n)
+      assert.is_true(r[7][1])
+      assert.is_true(rawequal(t, r[7][2]))
+    end)
+
+    it("a joined value is no longer held by the runtime", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local rt = nexus.runtime.new()
+      rt:block_on(function()
+        local h = nexus.spawn(function() return {} end)
+        nexus.yield()
+        weak[1] = h:join()
+      end)
+      collectgarbage()
+      collectgarbage()
+      local gone = weak[1] == nil
+      rt:close()
+      assert.is_true(gone)
+    end)
+
+    it("joins a finished task of another runtime, and refuses to join it twice", function()
+      local rt1, rt2 = nexus.runtime.new(), nexus.runtime.new()
+      local h = rt1:block_on(function()
+        local h = nexus.spawn(function() return "from rt1" end)
+        nexus.yield()
+        return h
+      end)
+      local v, ok, err = rt2:block_on(function()
+        local v = h:join()
+        return v, pcall(h.join, h)
+      end)
+      rt1:close()
+      rt2:close()
+      assert.are.equal("from rt1", v)
+      assert.is_false(ok)
+      assert.is_truthy(tostring(err):find("already joined", 1, true), err)
+    end)
+
     it("passes spawn's extra arguments to the function, nils included", function()
       local r = nexus.run(function()
         return nexus.spawn(function(...) return pack(...) end, "a", nil, "c", nil):join()

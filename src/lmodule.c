@@ -76,6 +76,24 @@ static void api_cancel_wait(void) {
 static NX_TLS int nx_borrow_hint;
 static void api_set_borrowing(int on) { nx_borrow_hint = on; }
 
+/* join's and result's fast path, called through the FFI with a value
+ * the Lua side checked is a handle (its metatable): a task of the current
+ * runtime that ended with 0 or 1 result, kept in its tasks-table slot
+ * (nx_keep_result). Consumes the handle and returns slot + 1, the index of
+ * the result in that table (core.cur.tasks: the current runtime's), or -1
+ * when there is none; 0 when the general path (core.join) must decide. */
+static int api_join_take(void *p) {
+  nx_handle *h = p;
+  nx_rt *rt = nx_cur_rt;
+  nx_task *t = h->t;
+  if (!t || h->rt != rt || h->rt_serial != rt->serial || !(t->flags & NX_F_KEPT) || t->id != h->id)
+    return 0;
+  h->t = NULL;
+  h->end = NX_END_OK;
+  t->flags |= NX_F_CONSUMED;
+  return t->nargs ? (int)t->slot + 1 : -1;
+}
+
 typedef struct nx_api {
   double (*now)(void);
   double (*event_time)(void);
@@ -86,11 +104,13 @@ typedef struct nx_api {
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
   void (*set_borrowing)(int);
+  int (*join_take)(void *);
 } nx_api;
 
 static const nx_api nx_api_table = {
   nx_now, api_event_time, api_in_task, api_sleep_until,
   api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait, api_set_borrowing,
+  api_join_take,
 };
 
 /* ---- runtime object ---- */
@@ -374,7 +394,13 @@ static int nx_join_wait(lua_State *L, nx_handle *h, const char *fname) {
 
 /* Pushes a finished task's results (no status): moved when nx_consume
  * drops the coroutine right after, copied when block_on still reads it. */
-static int nx_push_results(lua_State *L, nx_task *t) {
+static int nx_push_results(lua_State *L, nx_rt *rt, nx_task *t) {
+  if (t->flags & NX_F_KEPT) {                    /* nx_keep_result */
+    if (!t->nargs) return 0;
+    lua_rawgeti(rt->ctl, NX_CTL_TASKS, (int)t->slot + 1);
+    lua_xmove(rt->ctl, L, 1);
+    return 1;
+  }
   lua_State *co = t->co;
   int n = lua_gettop(co);
   luaL_checkstack(L, n + 1, "too many results");
@@ -406,7 +432,7 @@ static int l_join(lua_State *L) {
   int n;
   if (t->end == NX_END_OK) {
     if (pcall_style) lua_pushboolean(L, 1);
-    n = nx_push_results(L, t) + pcall_style;
+    n = nx_push_results(L, h->rt, t) + pcall_style;
   } else if (t->end == NX_END_ERROR) {
     if (pcall_style) lua_pushboolean(L, 0);
     lua_pushvalue(t->co, -2);
@@ -423,26 +449,6 @@ static int l_join(lua_State *L) {
     if (h->end == NX_END_ERROR) lua_pop(L, 1);   /* the error value, not the traceback */
     return lua_error(L);
   }
-  return n;
-}
-
-/* core.join1(h, pcall_style) -> st [, v]: join's fast path, with a fixed
- * count of results (a C call whose result count is fixed stays in the
- * JIT's trace; join's general path returns any number through a vararg
- * Lua frame, which runs interpreted). st 1: the task had finished with
- * exactly one result, v; st 0: with none; both consume the handle. st 2:
- * anything else, nothing done: the caller takes the general path. */
-static int l_join1(lua_State *L) {
-  nx_handle *h = nx_check_handle(L, 1, lua_toboolean(L, 2) ? "handle:result" : "handle:join");
-  nx_task *t = h->t;
-  if (!t || !nx_rt_live(h->rt, h->rt_serial) || t->state != NX_DONE || t->end != NX_END_OK ||
-      (t->flags & NX_F_POOLED) || lua_gettop(t->co) > 1) {
-    lua_pushinteger(L, 2);
-    return 1;
-  }
-  lua_pushinteger(L, lua_gettop(t->co));
-  int n = 1 + nx_push_results(L, t);
-  nx_consume(L, h);
   return n;
 }
 
@@ -578,19 +584,34 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     n = 2;
   } else {
     lua_pushboolean(L, 1);
-    n = nx_push_results(L, root) + 1;
+    n = nx_push_results(L, rt, root) + 1;
   }
   if (root) nx_task_unhold(rt, L, root);
   return n;
 }
 
+/* Makes rt the current runtime, and its tasks table core.cur.tasks: the
+ * table join's fast path reads a kept result from (api_join_take). */
+static void nx_set_cur(lua_State *L, nx_rt *rt) {
+  nx_cur_rt = rt;
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.cur");
+  if (rt) {
+    lua_pushvalue(rt->ctl, NX_CTL_TASKS);
+    lua_xmove(rt->ctl, L, 1);
+  } else {
+    lua_pushnil(L);
+  }
+  lua_setfield(L, -2, "tasks");
+  lua_pop(L, 1);
+}
+
 static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, double until, const char *fname) {
   nx_rt *prev = nx_cur_rt;
-  nx_cur_rt = rt;
+  nx_set_cur(L, rt);
   rt->driving = 1;
   int stop = nx_rt_drive(rt, L, root, all, until);
   rt->driving = 0;
-  nx_cur_rt = prev;
+  nx_set_cur(L, prev);
   return nx_finish_drive(L, rt, root, stop, fname);
 }
 
@@ -629,7 +650,7 @@ static int l_rt_adopt(lua_State *L) {
   t->flags |= NX_F_ROOT;
   t->holds++;
   rt->cur = t;
-  nx_cur_rt = rt;
+  nx_set_cur(L, rt);
   lua_pushlightuserdata(L, t);
   return 1;
 }
@@ -641,7 +662,7 @@ static int l_rt_adopted_drive(lua_State *L) {
   nx_task *root = lua_touserdata(L, 2);
   int finished = lua_toboolean(L, 3);
   rt->cur = NULL;
-  nx_cur_rt = NULL;
+  nx_set_cur(L, NULL);
   if (finished) {
     lua_settop(root->co, 0);
     nx_task_finish(rt, L, root, NX_FIN_OK);
@@ -860,7 +881,7 @@ static const luaL_Reg nx_task_methods[] = {
 
 static const luaL_Reg nx_funcs[] = {
   {"runtime_new", l_rt_new}, {"spawn", l_spawn}, {"current", l_current},
-  {"join", l_join}, {"join1", l_join1}, {"abort", l_h_abort},
+  {"join", l_join}, {"abort", l_h_abort},
   {"may_suspend", l_may_suspend}, {"suspend", l_suspend}, {"set_hook", l_set_hook},
   {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
@@ -882,6 +903,14 @@ static const nx_opener nx_openers[] = {
 };
 
 int luaopen_nexus_core(lua_State *L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.cur");   /* core.cur: see nx_set_cur */
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    lua_newtable(L);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, "nexus.cur");
+  }
+  lua_pop(L, 1);
   lua_newtable(L);
   lua_createtable(L, 0, 1);
   lua_pushliteral(L, "v");
@@ -941,6 +970,8 @@ int luaopen_nexus_core(lua_State *L) {
 
   lua_pushlightuserdata(L, (void *)&nx_api_table);
   lua_setfield(L, -2, "api");
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.cur");
+  lua_setfield(L, -2, "cur");
   lua_pushlightuserdata(L, (void *)&nx_api_table);   /* join's "must wait" */
   lua_setfield(L, -2, "WAIT");
   luaL_getmetatable(L, NX_RT_MT);

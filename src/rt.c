@@ -122,7 +122,7 @@ static nx_task *nx_take_slot(nx_rt *rt) {
 /* Drops the coroutine (and the outcome it holds) of an ended task. */
 void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
   (void)L;
-  if (t->co) nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
+  if (t->co || (t->flags & NX_F_KEPT)) nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
   t->co = NULL;
 }
 
@@ -280,6 +280,25 @@ static void nx_pool_recycle(nx_rt *rt, lua_State *L, nx_task *t) {
   nx_pool_give(rt, t);
 }
 
+/* A task that returned 0 or 1 value: the value replaces its coroutine in
+ * the tasks table, and the coroutine (a stack of ~45 slots) can go now.
+ * join then takes the value through the FFI and a table read, which the
+ * JIT compiles, where a C function would cost a trace exit (task.lua). */
+static void nx_keep_result(nx_rt *rt, nx_task *t) {
+  lua_State *co = t->co;
+  int n = lua_gettop(co);
+  if (n > 1 || t->end != NX_END_OK || (t->flags & NX_F_ROOT)) return;
+  if (n == 1) {
+    lua_xmove(co, rt->ctl, 1);
+    lua_rawseti(rt->ctl, NX_CTL_TASKS, (int)t->slot + 1);
+  } else {
+    nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
+  }
+  t->co = NULL;
+  t->nargs = (uint16_t)n;
+  t->flags |= NX_F_KEPT;
+}
+
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->holds || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
   if (t->flags & NX_F_POOLED) {
@@ -287,6 +306,7 @@ void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
     return;
   }
   if (t->flags & NX_F_CONSUMED) nx_task_drop_co(rt, L, t);
+  else if (t->co) nx_keep_result(rt, t);
   nx_zombie(rt, t);
 }
 

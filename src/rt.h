@@ -47,6 +47,8 @@ enum {
 #define NX_F_ZOMBIE   0x10u   /* ended; in the zombie list until swept */
 #define NX_F_CONSUMED 0x20u   /* its outcome was handed over by join */
 #define NX_F_POOLED   0x40u   /* a task-pool record: reused, never freed */
+#define NX_F_KEPT     0x80u   /* ended with 0 or 1 result (nargs says which), kept
+                                 in its tasks-table slot; its coroutine is gone */
 
 struct nx_deadline {            /* one level of nexus.timeout in a task */
   nx_timer tm;                  /* first: the heap hands back nx_timer* */
@@ -69,7 +71,7 @@ struct nx_task {
   uint32_t holds;               /* C-side holds (block_on root) */
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
-  uint16_t nargs;               /* arguments for the first resume */
+  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
   uint16_t ndl;                 /* timeout levels */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
   struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
@@ -131,7 +133,7 @@ struct nx_rt {
  * a task's coroutine and handle are stored and dropped with two API calls
  * (lua_rawgeti of a registry ref would look the ref up in the registry's
  * hash part each time). */
-#define NX_CTL_TASKS   1        /* slot + 1 -> coroutine */
+#define NX_CTL_TASKS   1        /* slot + 1 -> coroutine, or its result once KEPT */
 #define NX_CTL_HANDLES 2        /* slot + 1 -> handle, weak */
 
 /* Pops the value on top of L into ctl table `tbl` at slot; nil clears it. */

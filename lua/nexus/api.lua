@@ -16,6 +16,7 @@ typedef struct nx_api {
   void (*dl_pop)(int);
   void (*cancel_wait)(void);
   void (*set_borrowing)(int);
+  int (*join_take)(void *);
 } nx_api;
 ]]
 

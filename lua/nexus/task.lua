@@ -3,10 +3,12 @@ local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
 
-local cspawn, cjoin, cjoin1, cabort, WAIT = core.spawn, core.join, core.join1, core.abort, core.WAIT
+local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
 local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
 local yield, isyieldable = coroutine.yield, coroutine.isyieldable
-local api_in_task = api.in_task
+local api_in_task, join_take = api.in_task, api.join_take
+local getmetatable = getmetatable
+local cur = core.cur          -- cur.tasks: the running runtime's tasks table
 local no_task = util.no_task
 local suspend = util.suspend
 
@@ -47,21 +49,40 @@ local function join_slow(h, fname, pcall_style, a, ...)
   return cjoin(h, pcall_style)
 end
 
+-- A task that ended with 0 or 1 result left it in its slot of the
+-- runtime's tasks table; join_take (an FFI call, compiled with the rest of
+-- the caller's loop) consumes the handle and gives the slot, or 0 when
+-- core.join must decide (another runtime, an error, more results, not
+-- finished). The metatable check makes sure the FFI gets a handle.
+local HANDLE = core.task_mt
+
 -- (suspends) fn's results; re-raises fn's error. Consumes the handle.
--- core.join1 takes a finished task with at most one result in a call
--- the JIT keeps compiled; the rest goes through core.join.
 function methods.join(h)
-  local st, v = cjoin1(h, false)
-  if st == 1 then return v end
-  if st == 0 then return end
+  if getmetatable(h) == HANDLE then
+    local k = join_take(h)
+    if k > 0 then
+      local tasks = cur.tasks
+      local v = tasks[k]
+      tasks[k] = nil
+      return v
+    end
+    if k < 0 then return end
+  end
   return join_slow(h, "handle:join", false, cjoin(h, false))
 end
 
 -- (suspends) true, ... | false, err, traceback. Consumes the handle.
 function methods.result(h)
-  local st, v = cjoin1(h, true)
-  if st == 1 then return true, v end
-  if st == 0 then return true end
+  if getmetatable(h) == HANDLE then
+    local k = join_take(h)
+    if k > 0 then
+      local tasks = cur.tasks
+      local v = tasks[k]
+      tasks[k] = nil
+      return true, v
+    end
+    if k < 0 then return true end
+  end
   return join_slow(h, "handle:result", true, cjoin(h, true))
 end
 
