@@ -56,33 +56,33 @@ end
 -- finished). The metatable check makes sure the FFI gets a handle.
 local HANDLE = core.task_mt
 
+-- join_take's answer for a handle; 0 for any other value.
+local function take(h)
+  if getmetatable(h) ~= HANDLE then return 0 end
+  return join_take(h)
+end
+
+-- The kept value at cur.tasks[k], taken out (the runtime holds it no more).
+local function kept(k)
+  local tasks = cur.tasks
+  local v = tasks[k]
+  tasks[k] = nil
+  return v
+end
+
 -- (suspends) fn's results; re-raises fn's error. Consumes the handle.
 function methods.join(h)
-  if getmetatable(h) == HANDLE then
-    local k = join_take(h)
-    if k > 0 then
-      local tasks = cur.tasks
-      local v = tasks[k]
-      tasks[k] = nil
-      return v
-    end
-    if k < 0 then return end
-  end
+  local k = take(h)
+  if k > 0 then return kept(k) end
+  if k < 0 then return end
   return join_slow(h, "handle:join", false, cjoin(h, false))
 end
 
 -- (suspends) true, ... | false, err, traceback. Consumes the handle.
 function methods.result(h)
-  if getmetatable(h) == HANDLE then
-    local k = join_take(h)
-    if k > 0 then
-      local tasks = cur.tasks
-      local v = tasks[k]
-      tasks[k] = nil
-      return true, v
-    end
-    if k < 0 then return true end
-  end
+  local k = take(h)
+  if k > 0 then return true, kept(k) end
+  if k < 0 then return true end
   return join_slow(h, "handle:result", true, cjoin(h, true))
 end
 
