@@ -2,7 +2,8 @@
  *
  * Setup and anything that moves Lua values (spawn, join results, block_on)
  * uses the classic Lua C API. Hot, value-free operations (clock, sleep
- * registration, timeout levels) are plain C functions handed to the FFI
+ * registration, timeout levels, taking a result join finds already in the
+ * tasks table, which Lua then reads) are plain C functions handed to the FFI
  * as a table of function pointers (nx_api): a module opened by `require`
  * is loaded privately, so ffi.C could not find them by name.
  */
@@ -54,6 +55,16 @@ typedef struct nx_handle {
 
 #define NX_HANDLE_MAGIC 0x6e78u
 
+/* The handle's outcome was handed over (join/result): the handle keeps
+ * how it ended, the record is swept at the next sweep. */
+static nx_task *nx_hand_over(nx_handle *h) {
+  nx_task *t = h->t;
+  h->end = t->end;
+  h->t = NULL;
+  t->flags |= NX_F_CONSUMED;
+  return t;
+}
+
 #define NX_UV_TASK_MT lua_upvalueindex(1)      /* the handle metatable */
 
 typedef struct nx_rtbox { nx_rt *rt; } nx_rtbox;
@@ -88,9 +99,7 @@ static int api_join_take(void *p) {
   nx_task *t = h->t;
   if (!t || h->rt != rt || h->rt_serial != rt->serial || !(t->flags & NX_F_KEPT) || t->id != h->id)
     return 0;
-  h->t = NULL;
-  h->end = NX_END_OK;
-  t->flags |= NX_F_CONSUMED;
+  nx_hand_over(h);
   return t->nargs ? (int)t->slot + 1 : -1;
 }
 
@@ -260,10 +269,7 @@ static int nx_handle_end(const nx_handle *h) {
 /* The outcome was handed over: the coroutine holding it can go (unless
  * block_on still reads it), and the slot at the next sweep. */
 static void nx_consume(lua_State *L, nx_handle *h) {
-  nx_task *t = h->t;
-  h->end = t->end;
-  h->t = NULL;
-  t->flags |= NX_F_CONSUMED;
+  nx_task *t = nx_hand_over(h);
   if (!t->holds && !(t->flags & NX_F_FATAL)) nx_task_drop_co(h->rt, L, t);
 }
 
