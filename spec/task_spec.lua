@@ -108,6 +108,15 @@ describe("tasks", function()
       assert.are.equal("c", r[3])
     end)
 
+    it("keeps the count of 0 and 1 arguments, a nil argument included", function()
+      local r = nexus.run(function()
+        local count = function(...) return select("#", ...) end
+        local a, b, c = nexus.spawn(count), nexus.spawn(count, nil), nexus.spawn(count, false)
+        return { a:join(), b:join(), c:join() }
+      end)
+      assert.are.same({ 0, 1, 1 }, r)
+    end)
+
     it("join waits for a task that suspends", function()
       local v, dt = nexus.run(function()
         local t0 = nexus.now()
@@ -472,6 +481,74 @@ describe("tasks", function()
       assert.are.equal(0, alive)
       -- 20,000 leaked coroutines per round would be megabytes
       assert.is_true(kb[4] < kb[2] * 1.2 + 512, ("KB by round: %d %d %d %d"):format(kb[1], kb[2], kb[3], kb[4]))
+    end)
+
+    -- A task gets its coroutine when it first runs; until then the runtime
+    -- holds its function and its argument (nx_task_defer).
+    it("a task not started yet keeps its function and argument through a collection", function()
+      local got = nexus.run(function()
+        local h = nexus.spawn(function(t) return t.v end, { v = "kept" })
+        collectgarbage()
+        collectgarbage()
+        return h:join()
+      end)
+      assert.are.equal("kept", got)
+    end)
+
+    it("a task aborted before it first runs lets its function and argument go", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local rt = nexus.runtime.new()
+      local res = rt:block_on(function()
+        local fn = function(t) return t end
+        local arg = {}
+        weak.fn, weak.arg = fn, arg
+        local h = nexus.spawn(fn, arg)
+        fn, arg = nil, nil
+        h:abort()
+        collectgarbage()
+        collectgarbage()
+        return { weak.fn == nil, weak.arg == nil, select(2, h:result()) }
+      end)
+      rt:close()
+      assert.are.same({ true, true, "aborted" }, res)
+    end)
+
+    it("a task that started no longer holds its argument through the runtime", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local rt = nexus.runtime.new()
+      local gone = rt:block_on(function()
+        local arg = {}
+        weak[1] = arg
+        local h = nexus.spawn(function(t) t = nil; nexus.sleep(0.05) return t end, arg)
+        arg = nil
+        nexus.yield()        -- h has started and sleeps; its argument was a local
+        collectgarbage()
+        collectgarbage()
+        local g = weak[1] == nil
+        h:join()
+        return g
+      end)
+      rt:close()
+      assert.is_true(gone)
+    end)
+
+    it("closing a runtime with tasks that never started releases them", function()
+      local weak = setmetatable({}, { __mode = "v" })
+      local rt = nexus.runtime.new()
+      local h
+      local ok = pcall(rt.block_on, rt, function()
+        nexus.spawn(error, "stop")     -- runs first and stops the runtime
+        local arg = {}
+        weak[1] = arg
+        h = nexus.spawn(function(t) return t end, arg)
+        nexus.yield()
+      end)
+      rt:close()
+      collectgarbage()
+      collectgarbage()
+      assert.is_false(ok)
+      assert.is_nil(weak[1])
+      assert.are.same({ false, "aborted" }, { h:result() })
     end)
 
     it("a detached task (handle dropped and collected) still runs to completion", function()

@@ -154,6 +154,8 @@ static int l_rt_new(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_xmove(L, rt->ctl, 1);
+  lua_newtable(L);                               /* NX_CTL_ARGS: slot -> argument */
+  lua_xmove(L, rt->ctl, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (int)rt->serial);
@@ -320,7 +322,14 @@ static int l_spawn(lua_State *L) {
   if (lua_type(L, 1) != LUA_TFUNCTION)
     return nx_error(L, "nexus.spawn: expected a function, got %s", luaL_typename(L, 1));
   if (!rt) rt = nx_no_task(L, "nexus.spawn");
-  nx_task *t = nx_spawn_top(L, rt, 1, "nexus.spawn");
+  int nargs = lua_gettop(L) - 1;
+  nx_task *t;
+  if (nargs <= 1) {                  /* its coroutine is made when it first runs */
+    if (!(t = nx_task_new(rt, L))) return nx_error(L, "nexus.spawn: out of memory");
+    nx_task_defer(rt, L, t, nargs);
+  } else {
+    t = nx_spawn_top(L, rt, 1, "nexus.spawn");
+  }
   nx_push_handle(L, rt, t);
   return 1;
 }

@@ -119,11 +119,45 @@ static nx_task *nx_take_slot(nx_rt *rt) {
   return t;
 }
 
-/* Drops the coroutine (and the outcome it holds) of an ended task. */
+/* Drops the coroutine (and the outcome it holds) of an ended task, or
+ * the function and argument of one that never started. */
 void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
   (void)L;
-  if (t->co || (t->flags & NX_F_KEPT)) nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
+  if (nx_task_unstarted(t) && t->nargs) nx_ctl_clear(rt, NX_CTL_ARGS, t->slot);
+  if (t->co || (t->flags & NX_F_KEPT) || nx_task_unstarted(t))
+    nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
   t->co = NULL;
+}
+
+/* Why a spawn defers the coroutine: a new coroutine is a 100-byte state
+ * plus a 47-slot stack, about 500 bytes the kernel must fault in, and
+ * every live one is a stack the GC traverses. A task that has not run
+ * needs none of it, so a burst of spawns costs a table slot or two each,
+ * and the coroutine is made by nx_task_start when the task first runs
+ * (and, for a short task, is garbage again by the next spawn burst).
+ * Only 0 or 1 argument is deferred: more would need a table per task. */
+void nx_task_defer(nx_rt *rt, lua_State *L, nx_task *t, int nargs) {
+  t->nargs = (uint16_t)nargs;
+  if (nargs) nx_ctl_set(rt, L, NX_CTL_ARGS, t->slot);
+  nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
+  nx_task_ready(rt, t);
+}
+
+/* A deferred task's first run: its coroutine, with the function and the
+ * argument on its stack, takes the function's place in the tasks table. */
+static lua_State *nx_task_start(nx_rt *rt, nx_task *t) {
+  lua_State *ctl = rt->ctl;
+  int key = (int)t->slot + 1;
+  lua_State *co = lua_newthread(ctl);
+  lua_rawgeti(ctl, NX_CTL_TASKS, key);
+  if (t->nargs) {
+    lua_rawgeti(ctl, NX_CTL_ARGS, key);
+    nx_ctl_clear(rt, NX_CTL_ARGS, t->slot);
+  }
+  lua_xmove(ctl, co, 1 + t->nargs);
+  lua_rawseti(ctl, NX_CTL_TASKS, key);
+  t->co = co;
+  return co;
 }
 
 /* Handles have no finalizer: an ended task waits in the zombie list, and
@@ -600,7 +634,7 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
 
 
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
-  lua_State *co = t->co;
+  lua_State *co = t->co ? t->co : nx_task_start(rt, t);
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = NX_RUNNING;

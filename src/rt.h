@@ -133,8 +133,10 @@ struct nx_rt {
  * a task's coroutine and handle are stored and dropped with two API calls
  * (lua_rawgeti of a registry ref would look the ref up in the registry's
  * hash part each time). */
-#define NX_CTL_TASKS   1        /* slot + 1 -> coroutine, or its result once KEPT */
+#define NX_CTL_TASKS   1        /* slot + 1 -> coroutine; its function until it
+                                   starts; its result once KEPT */
 #define NX_CTL_HANDLES 2        /* slot + 1 -> handle, weak */
+#define NX_CTL_ARGS    3        /* slot + 1 -> the argument of a task not started */
 
 /* Pops the value on top of L into ctl table `tbl` at slot; nil clears it. */
 static inline void nx_ctl_set(nx_rt *rt, lua_State *L, int tbl, uint32_t slot) {
@@ -163,6 +165,14 @@ void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
 void nx_task_ready(nx_rt *rt, nx_task *t);
+/* A task has no coroutine until it first runs: the function on top of L
+ * (with nargs, 0 or 1, values above it) waits in the tasks table, its
+ * argument in the args table. Pops them. */
+void nx_task_defer(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
+/* Not started yet (and so without a coroutine): see nx_task_defer. */
+static inline int nx_task_unstarted(const nx_task *t) {
+  return !t->co && t->state != NX_DONE && t->state != NX_FREE;
+}
 
 /* The task pool (spawn_pooled, claims). */
 enum { NX_POOL_NONE = -10, NX_POOL_FULL = -11 };
