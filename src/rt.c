@@ -18,9 +18,7 @@ static _Thread_local uint32_t nx_rt_serial;
 static NX_TLS nx_rt **nx_rts;
 static NX_TLS uint32_t nx_nrts;
 
-int nx_rt_live(const nx_rt *rt, uint32_t serial) {
-  return serial < nx_nrts && nx_rts[serial] == rt;
-}
+nx_rt *nx_rt_of(uint32_t serial) { return serial < nx_nrts ? nx_rts[serial] : NULL; }
 
 static int nx_rt_register(nx_rt *rt) {
   if (rt->serial >= nx_nrts) {
@@ -74,9 +72,7 @@ fail:
 
 /* ---- task slots ---- */
 
-static nx_task *nx_slot(nx_rt *rt, uint32_t slot) {
-  return &rt->pages[slot >> NX_PAGE_BITS][slot & (NX_PAGE_SIZE - 1)];
-}
+static nx_task *nx_slot(nx_rt *rt, uint32_t slot) { return nx_task_at(rt, slot); }
 
 /* Adds a page of records. The arrays grow geometrically (a burst of
  * 200,000 spawns must not realloc them per page) and the records are set

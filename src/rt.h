@@ -138,6 +138,11 @@ struct nx_rt {
 #define NX_CTL_HANDLES 2        /* slot + 1 -> handle, weak */
 #define NX_CTL_ARGS    3        /* slot + 1 -> the argument of a task not started */
 
+/* The record of a slot taken at least once (slot < rt->used). */
+static inline nx_task *nx_task_at(nx_rt *rt, uint32_t slot) {
+  return &rt->pages[slot >> NX_PAGE_BITS][slot & (NX_PAGE_SIZE - 1)];
+}
+
 /* Pops the value on top of L into ctl table `tbl` at slot; nil clears it. */
 static inline void nx_ctl_set(nx_rt *rt, lua_State *L, int tbl, uint32_t slot) {
   lua_xmove(L, rt->ctl, 1);
@@ -157,7 +162,7 @@ extern NX_TLS nx_rt *nx_cur_rt;
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
-int nx_rt_live(const nx_rt *rt, uint32_t serial); /* rt (of that serial) not freed yet */
+nx_rt *nx_rt_of(uint32_t serial);                /* the live runtime of that serial, or NULL */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */
 void nx_disown(nx_rt *rt, nx_owned *o);
