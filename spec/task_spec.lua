@@ -483,22 +483,46 @@ describe("tasks", function()
       assert.is_true(kb[4] < kb[2] * 1.2 + 512, ("KB by round: %d %d %d %d"):format(kb[1], kb[2], kb[3], kb[4]))
     end)
 
-    -- A task gets its coroutine when it first runs; until then the runtime
-    -- holds its function and its argument (nx_task_defer).
-    it("a task not started yet keeps its function and argument through a collection", function()
-      local got = nexus.run(function()
-        local h = nexus.spawn(function(t) return t.v end, { v = "kept" })
-        collectgarbage()
-        collectgarbage()
-        return h:join()
+    -- Behind a backlog of more than 256 ready tasks, a task with 0 or 1
+    -- argument gets its coroutine when it first runs; until then the
+    -- runtime holds its function and its argument (nx_task_defer).
+    local function noop() end
+    local function backlog()
+      for _ = 1, 300 do nexus.spawn(noop) end
+    end
+
+    it("a task spawned behind a short queue gets its coroutine at once", function()
+      local rt = nexus.runtime.new()
+      rt:block_on(function()
+        for _ = 1, 200 do nexus.spawn(noop) end
       end)
-      assert.are.equal("kept", got)
+      local st = rt:stats()
+      rt:close()
+      assert.are.equal(0, st.deferred)
+      assert.are.equal(201, st.spawned)
+    end)
+
+    it("a deferred task keeps its function and argument through a collection", function()
+      local rt = nexus.runtime.new()
+      local got = rt:block_on(function()
+        backlog()
+        local h = nexus.spawn(function(t) return t.v end, { v = "kept" })
+        local h0 = nexus.spawn(function(...) return select("#", ...) end)
+        collectgarbage()
+        collectgarbage()
+        return { h:join(), h0:join() }
+      end)
+      local st = rt:stats()
+      rt:close()
+      assert.are.same({ "kept", 0 }, got)
+      assert.is_true(st.deferred >= 2, "deferred: " .. st.deferred)
     end)
 
     it("a task aborted before it first runs lets its function and argument go", function()
       local weak = setmetatable({}, { __mode = "v" })
       local rt = nexus.runtime.new()
       local res = rt:block_on(function()
+        backlog()
         local fn = function(t) return t end
         local arg = {}
         weak.fn, weak.arg = fn, arg
@@ -509,14 +533,17 @@ describe("tasks", function()
         collectgarbage()
         return { weak.fn == nil, weak.arg == nil, select(2, h:result()) }
       end)
+      local st = rt:stats()
       rt:close()
       assert.are.same({ true, true, "aborted" }, res)
+      assert.is_true(st.deferred > 0)
     end)
 
-    it("a task that started no longer holds its argument through the runtime", function()
+    it("a deferred task that started no longer holds its argument through the runtime", function()
       local weak = setmetatable({}, { __mode = "v" })
       local rt = nexus.runtime.new()
       local gone = rt:block_on(function()
+        backlog()
         local arg = {}
         weak[1] = arg
         local h = nexus.spawn(function(t) t = nil; nexus.sleep(0.05) return t end, arg)
@@ -528,25 +555,30 @@ describe("tasks", function()
         h:join()
         return g
       end)
+      local st = rt:stats()
       rt:close()
       assert.is_true(gone)
+      assert.is_true(st.deferred > 0)
     end)
 
-    it("closing a runtime with tasks that never started releases them", function()
+    it("closing a runtime with deferred tasks that never started releases them", function()
       local weak = setmetatable({}, { __mode = "v" })
       local rt = nexus.runtime.new()
       local h
       local ok = pcall(rt.block_on, rt, function()
         nexus.spawn(error, "stop")     -- runs first and stops the runtime
+        backlog()
         local arg = {}
         weak[1] = arg
         h = nexus.spawn(function(t) return t end, arg)
         nexus.yield()
       end)
+      local st = rt:stats()
       rt:close()
       collectgarbage()
       collectgarbage()
       assert.is_false(ok)
+      assert.is_true(st.deferred > 0)
       assert.is_nil(weak[1])
       assert.are.same({ false, "aborted" }, { h:result() })
     end)

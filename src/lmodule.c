@@ -198,9 +198,10 @@ static int l_rt_config(lua_State *L) {
 #define NX_STAT(name, v) (lua_pushnumber(L, (lua_Number)(v)), lua_setfield(L, -2, name))
 static int l_rt_stats(lua_State *L) {
   nx_rt *rt = nx_check_rt(L, 1, "rt:stats");
-  lua_createtable(L, 0, 12);
+  lua_createtable(L, 0, 20);
   NX_STAT("tasks_alive", rt->alive);
   NX_STAT("spawned", rt->st.spawned);
+  NX_STAT("deferred", rt->st.deferred);
   NX_STAT("resumes", rt->st.resumes);
   NX_STAT("cycles", rt->st.cycles);
   NX_STAT("timers", nx_heap_live(&rt->heap));
@@ -329,7 +330,7 @@ static int l_spawn(lua_State *L) {
   if (!rt) rt = nx_no_task(L, "nexus.spawn");
   int nargs = lua_gettop(L) - 1;
   nx_task *t;
-  if (nargs <= 1) {                  /* its coroutine is made when it first runs */
+  if (nargs <= 1 && rt->qn >= NX_DEFER_AT) {   /* its coroutine is made when it first runs */
     if (!(t = nx_task_new(rt, L))) return nx_error(L, "nexus.spawn: out of memory");
     nx_task_defer(rt, L, t, nargs);
   } else {

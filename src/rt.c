@@ -125,14 +125,18 @@ void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
   t->co = NULL;
 }
 
-/* Why a spawn defers the coroutine: a new coroutine is a 100-byte state
- * plus a 47-slot stack, about 500 bytes the kernel must fault in, and
- * every live one is a stack the GC traverses. A task that has not run
- * needs none of it, so a burst of spawns costs a table slot or two each,
- * and the coroutine is made by nx_task_start when the task first runs
- * (and, for a short task, is garbage again by the next spawn burst).
- * Only 0 or 1 argument is deferred: more would need a table per task. */
+/* Why a spawn behind a backlog defers the coroutine: a new coroutine is
+ * a 100-byte state plus a 47-slot stack, about 500 bytes the kernel must
+ * fault in, and every live one is a stack the GC traverses. A task that
+ * has not run needs none of it, so in a burst of spawns each costs a
+ * table slot or two, and nx_task_start makes the coroutine when the task
+ * first runs (for a short task it is garbage again soon, and its memory
+ * is reused). Behind a short queue the task runs within a cycle or two
+ * and the deferral would only add API calls (about 75 ns a task in
+ * bench/pool_spawn.lua), hence NX_DEFER_AT. Only 0 or 1 argument is
+ * deferred: more would need a table per task. */
 void nx_task_defer(nx_rt *rt, lua_State *L, nx_task *t, int nargs) {
+  rt->st.deferred++;
   t->nargs = (uint16_t)nargs;
   if (nargs) nx_ctl_set(rt, L, NX_CTL_ARGS, t->slot);
   nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);

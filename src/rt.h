@@ -125,7 +125,7 @@ struct nx_rt {
   uint32_t serial;              /* unique per process: tells runtimes apart */
   uint64_t next_id;
   struct {
-    uint64_t spawned, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
+    uint64_t spawned, deferred, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
   } st;
 };
 
@@ -174,6 +174,8 @@ void nx_task_ready(nx_rt *rt, nx_task *t);
  * (with nargs, 0 or 1, values above it) waits in the tasks table, its
  * argument in the args table. Pops them. */
 void nx_task_defer(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
+/* nexus.spawn defers when this many tasks are ready already. */
+#define NX_DEFER_AT 256
 /* Not started yet (and so without a coroutine): see nx_task_defer. */
 static inline int nx_task_unstarted(const nx_task *t) {
   return !t->co && t->state != NX_DONE && t->state != NX_FREE;
