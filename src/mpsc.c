@@ -15,8 +15,7 @@
  * Senders in the receiver's thread wait as tasks (FIFO) while the ring is
  * full; senders in other threads block on a condition variable.
  *
- * Encoding: 'F', 'T', 'N' + double, 'S' + u32 length + bytes,
- * '{' key value ... '}'.
+ * Values are encoded by codec.c.
  */
 #include "mpsc.h"
 
@@ -28,17 +27,17 @@
 #include <lauxlib.h>
 #include <uv.h>
 
+#include "codec.h"
 #include "rt.h"
 
 #define MP_MAGIC 0x6e786d70u         /* "nxmp": a live channel */
 #define MP_MAX_CAP (1u << 24)
-#define MP_MAX_DEPTH 64
 #define MP_KEEP_BUF (256u * 1024u)   /* larger scratch buffers are freed after use */
 
 #define MP_SENDER_MT "nexus.mpsc.sender"
 #define MP_RECEIVER_MT "nexus.mpsc.receiver"
 
-typedef struct mp_buf { uint8_t *p; size_t len, cap; } mp_buf;
+typedef nx_buf mp_buf;
 
 struct nexus_mpsc {
   uint32_t magic;
@@ -68,24 +67,10 @@ typedef struct mp_receiver { nexus_mpsc *ch; uint32_t cap; } mp_receiver;
 /* ---- buffers ---- */
 
 static int mp_reserve(mp_buf *b, size_t need) {
-  if (need <= b->cap) return 0;
-  size_t cap = b->cap ? b->cap : 64;
-  while (cap < need) cap *= 2;
-  uint8_t *p = realloc(b->p, cap);
-  if (!p) return NEXUS_ENOMEM;
-  b->p = p;
-  b->cap = cap;
-  return 0;
+  return nx_buf_reserve(b, need) ? NEXUS_ENOMEM : 0;
 }
 
-static void mp_buf_trim(mp_buf *b) {
-  if (b->cap > MP_KEEP_BUF) {
-    free(b->p);
-    b->p = NULL;
-    b->cap = 0;
-  }
-  b->len = 0;
-}
+static void mp_buf_trim(mp_buf *b) { nx_buf_trim(b, MP_KEEP_BUF); }
 
 /* ---- lifetime ---- */
 
@@ -437,162 +422,6 @@ static int mp_send_local(nexus_mpsc *ch, mp_buf *enc, int wait, int closed) {
   return NX_AGAIN;
 }
 
-/* ---- encoding (sender's thread) ---- */
-
-typedef struct mp_enc {
-  lua_State *L;
-  mp_buf *b;
-  const char *fname;
-  int depth;
-  int keys[MP_MAX_DEPTH];        /* stack index of the key at each level */
-  const void *seen[MP_MAX_DEPTH];
-} mp_enc;
-
-static void mp_put(mp_enc *e, const void *p, size_t n) {
-  if (mp_reserve(e->b, e->b->len + n) != 0) luaL_error(e->L, "%s: out of memory", e->fname);
-  memcpy(e->b->p + e->b->len, p, n);
-  e->b->len += n;
-}
-
-/* Raises "<fname>: cannot send <what> (at [k1][k2]...)". */
-static void mp_enc_fail(mp_enc *e, const char *what) {
-  lua_State *L = e->L;
-  luaL_Buffer path;
-  luaL_buffinit(L, &path);
-  for (int i = 0; i < e->depth; i++) {
-    int k = e->keys[i];
-    if (lua_type(L, k) == LUA_TSTRING) {
-      lua_pushfstring(L, "[\"%s\"]", lua_tostring(L, k));
-    } else if (lua_type(L, k) == LUA_TNUMBER) {
-      lua_pushfstring(L, "[%s]", lua_tostring(L, k) ? lua_tostring(L, k) : "?");
-    } else {
-      lua_pushfstring(L, "[%s]", luaL_typename(L, k));
-    }
-    luaL_addvalue(&path);
-  }
-  luaL_pushresult(&path);
-  const char *p = lua_tostring(L, -1);
-  if (*p) {
-    lua_pushfstring(L, "%s: cannot send %s (at %s; values are copied: booleans, numbers, "
-                    "strings and tables of those)", e->fname, what, p);
-  } else {
-    lua_pushfstring(L, "%s: cannot send %s (values are copied: booleans, numbers, "
-                    "strings and tables of those)", e->fname, what);
-  }
-  lua_error(L);
-}
-
-static void mp_enc_value(mp_enc *e, int idx, int is_key);
-
-static void mp_enc_table(mp_enc *e, int idx) {
-  lua_State *L = e->L;
-  const void *self = lua_topointer(L, idx);
-  for (int i = 0; i < e->depth; i++)
-    if (e->seen[i] == self) mp_enc_fail(e, "a table that contains itself");
-  if (e->depth == MP_MAX_DEPTH) mp_enc_fail(e, "tables nested deeper than 64 levels");
-  luaL_checkstack(L, 4, "nested tables");
-  mp_put(e, "{", 1);
-  int d = e->depth;
-  e->seen[d] = self;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    e->keys[d] = lua_gettop(L) - 1;
-    e->depth = d + 1;
-    mp_enc_value(e, -2, 1);
-    mp_enc_value(e, -1, 0);
-    e->depth = d;
-    lua_pop(L, 1);
-  }
-  mp_put(e, "}", 1);
-}
-
-static void mp_enc_value(mp_enc *e, int idx, int is_key) {
-  lua_State *L = e->L;
-  if (idx < 0) idx = lua_gettop(L) + idx + 1;
-  switch (lua_type(L, idx)) {
-  case LUA_TBOOLEAN:
-    mp_put(e, lua_toboolean(L, idx) ? "T" : "F", 1);
-    break;
-  case LUA_TNUMBER: {
-    double v = lua_tonumber(L, idx);
-    mp_put(e, "N", 1);
-    mp_put(e, &v, 8);
-    break;
-  }
-  case LUA_TSTRING: {
-    size_t n;
-    const char *s = lua_tolstring(L, idx, &n);
-    if (n > UINT32_MAX) mp_enc_fail(e, "a string of 4 GiB or more");
-    uint32_t len = (uint32_t)n;
-    mp_put(e, "S", 1);
-    mp_put(e, &len, 4);
-    mp_put(e, s, n);
-    break;
-  }
-  case LUA_TTABLE:
-    if (is_key) mp_enc_fail(e, "a table as a table key");
-    mp_enc_table(e, idx);
-    break;
-  case LUA_TNIL:
-    mp_enc_fail(e, "nil");
-    break;
-  default: {
-    const char *tn = luaL_typename(L, idx);
-    char what[48];
-    snprintf(what, sizeof what, "a %s", tn);
-    mp_enc_fail(e, what);
-  }
-  }
-}
-
-/* ---- decoding (receiver's thread) ---- */
-
-static int mp_dec_value(lua_State *L, const uint8_t **pp, const uint8_t *end, int depth) {
-  const uint8_t *p = *pp;
-  if (p >= end) return -1;
-  switch (*p++) {
-  case 'F': lua_pushboolean(L, 0); break;
-  case 'T': lua_pushboolean(L, 1); break;
-  case 'N': {
-    double v;
-    if (end - p < 8) return -1;
-    memcpy(&v, p, 8);
-    p += 8;
-    lua_pushnumber(L, v);
-    break;
-  }
-  case 'S': {
-    uint32_t n;
-    if (end - p < 4) return -1;
-    memcpy(&n, p, 4);
-    p += 4;
-    if ((size_t)(end - p) < n) return -1;
-    lua_pushlstring(L, (const char *)p, n);
-    p += n;
-    break;
-  }
-  case '{':
-    if (depth >= MP_MAX_DEPTH) return -1;
-    luaL_checkstack(L, 4, "nested tables");
-    lua_newtable(L);
-    for (;;) {
-      if (p >= end) return -1;
-      if (*p == '}') {
-        p++;
-        break;
-      }
-      if (mp_dec_value(L, &p, end, depth + 1) != 0) return -1;
-      if (mp_dec_value(L, &p, end, depth + 1) != 0) return -1;
-      lua_rawset(L, -3);
-    }
-    break;
-  default:
-    return -1;
-  }
-  *pp = p;
-  return 0;
-}
-
 /* ---- receiving ---- */
 
 static void mp_rx_cancel(nx_rt *rt, nx_task *t) {
@@ -707,9 +536,8 @@ static int l_mpsc_send(lua_State *L) {
   int wait = lua_toboolean(L, 3);
   lua_settop(L, 2);
   nexus_mpsc *ch = s->ch;
-  mp_enc e = { L, &s->enc, fname, 0, { 0 }, { 0 } };
   s->enc.len = 0;
-  mp_enc_value(&e, 2, 0);          /* bad values raise, closed or not */
+  nx_codec_put(L, &s->enc, 2, fname, "send", 0);   /* bad values raise, closed or not */
   if (!s->open) {
     /* A send waiting on this sender when it was closed: give up the turn. */
     mp_buf_trim(&s->enc);
@@ -732,7 +560,7 @@ static int l_mpsc_recv(lua_State *L) {
   lua_pushinteger(L, rc);
   if (rc != NX_OK) return 1;
   const uint8_t *p = ch->dec.p, *end = p + ch->dec.len;
-  if (mp_dec_value(L, &p, end, 0) != 0 || p != end) {
+  if (nx_codec_get(L, &p, end) != 0 || p != end) {
     mp_buf_trim(&ch->dec);
     return luaL_error(L, "rx:recv: corrupt message");
   }
