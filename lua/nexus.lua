@@ -11,6 +11,7 @@ local world = require "nexus.world"
 local tcp = require "nexus.tcp"
 local udp = require "nexus.udp"
 local dns = require "nexus.dns"
+local thread = require "nexus.thread"
 
 local M = {
   version = core.version,
@@ -32,6 +33,7 @@ local M = {
   tcp = tcp,
   udp = udp,
   dns = dns,
+  thread = thread,
 }
 
 for k, v in pairs(time) do M[k] = v end

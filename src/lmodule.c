@@ -922,7 +922,7 @@ static const nx_opener nx_openers[] = {
   nx_world_open,
   nx_bchan_open,
   nx_mpsc_open,
-  nx_tcp_open, nx_udp_open, nx_dns_open,
+  nx_tcp_open, nx_udp_open, nx_dns_open, nx_thread_open,
   NULL,
 };
 

@@ -1,4 +1,5 @@
-/* net.h - what the network components (tcp.c, udp.c, dns.c) share:
+/* net.h - what the network components (tcp.c, udp.c, dns.c; and thread.c,
+ * a thread-pool request like dns.c) share:
  * addresses, error strings, the Lua-side conventions of their suspending
  * calls, and their openers for lmodule.c.
  *
@@ -88,6 +89,7 @@ enum {
   NX_TAG_LISTENER = 0x6e784c4eu,  /* "nxLN" */
   NX_TAG_UDP = 0x6e785544u,       /* "nxUD" */
   NX_TAG_DNS = 0x6e78444eu,       /* "nxDN" */
+  NX_TAG_THREAD = 0x6e785448u,    /* "nxTH" */
 };
 typedef struct nx_ud { void *p; uint32_t tag; } nx_ud;
 
@@ -117,5 +119,6 @@ void nx_net_setfuncs(lua_State *L, int t, const luaL_Reg *fns, int nup);
 void nx_tcp_open(lua_State *L);
 void nx_udp_open(lua_State *L);
 void nx_dns_open(lua_State *L);
+void nx_thread_open(lua_State *L);
 
 #endif
