@@ -37,6 +37,16 @@ void nx_buf_trim(nx_buf *b, size_t keep) {
 
 /* ---- encoding ---- */
 
+int nx_codec_put_string(nx_buf *b, const char *s, size_t n) {
+  uint32_t len = (uint32_t)n;
+  if (n > UINT32_MAX || nx_buf_reserve(b, b->len + 5 + n) != 0) return -1;
+  b->p[b->len] = 'S';
+  memcpy(b->p + b->len + 1, &len, 4);
+  memcpy(b->p + b->len + 5, s, n);
+  b->len += 5 + n;
+  return 0;
+}
+
 typedef struct nx_enc {
   lua_State *L;
   nx_buf *b;
@@ -121,10 +131,7 @@ static void nx_enc_value(nx_enc *e, int idx, int is_key) {
     size_t n;
     const char *s = lua_tolstring(L, idx, &n);
     if (n > UINT32_MAX) nx_enc_fail(e, "a string of 4 GiB or more");
-    uint32_t len = (uint32_t)n;
-    nx_put(e, "S", 1);
-    nx_put(e, &len, 4);
-    nx_put(e, s, n);
+    if (nx_codec_put_string(e->b, s, n) != 0) luaL_error(L, "%s: out of memory", e->fname);
     break;
   }
   case LUA_TTABLE:

@@ -18,6 +18,10 @@ void nx_buf_trim(nx_buf *b, size_t keep);         /* len = 0; frees a buffer ove
  * when nil_ok (a top-level value: argument or result). */
 void nx_codec_put(lua_State *L, nx_buf *b, int idx, const char *fname, const char *verb, int nil_ok);
 
+/* Appends a string value without a Lua state (a message built in C);
+ * 0, or -1 on ENOMEM or a string of 4 GiB or more. */
+int nx_codec_put_string(nx_buf *b, const char *s, size_t n);
+
 /* Pushes the value encoded at *pp and advances it; 0, or -1 when the
  * bytes are not a value. */
 int nx_codec_get(lua_State *L, const uint8_t **pp, const uint8_t *end);

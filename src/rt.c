@@ -72,7 +72,6 @@ fail:
 
 /* ---- task slots ---- */
 
-static nx_task *nx_slot(nx_rt *rt, uint32_t slot) { return nx_task_at(rt, slot); }
 
 /* Adds a page of records. The arrays grow geometrically (a burst of
  * 200,000 spawns must not realloc them per page) and the records are set
@@ -103,9 +102,9 @@ static int nx_grow_slots(nx_rt *rt) {
 /* A free record: the last one released, else the next never used (low
  * slots first, so the Lua arrays indexed by slot stay dense). */
 static nx_task *nx_take_slot(nx_rt *rt) {
-  if (rt->nfree) return nx_slot(rt, rt->freev[--rt->nfree]);
+  if (rt->nfree) return nx_task_at(rt, rt->freev[--rt->nfree]);
   if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
-  nx_task *t = nx_slot(rt, rt->used);
+  nx_task *t = nx_task_at(rt, rt->used);
   t->slot = rt->used++;
   t->state = NX_FREE;
   t->flags = 0;
@@ -119,9 +118,9 @@ static nx_task *nx_take_slot(nx_rt *rt) {
  * the function and argument of one that never started. */
 void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t) {
   (void)L;
-  if (nx_task_unstarted(t) && t->nargs) nx_ctl_clear(rt, NX_CTL_ARGS, t->slot);
-  if (t->co || (t->flags & NX_F_KEPT) || nx_task_unstarted(t))
-    nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
+  int unstarted = nx_task_unstarted(t);
+  if (unstarted && t->nargs) nx_ctl_clear(rt, NX_CTL_ARGS, t->slot);
+  if (t->co || (t->flags & NX_F_KEPT) || unstarted) nx_ctl_clear(rt, NX_CTL_TASKS, t->slot);
   t->co = NULL;
 }
 
@@ -183,7 +182,7 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
   rt->st.sweeps++;
   for (uint32_t i = 0; i < rt->nzomb; i++) {
     uint32_t slot = rt->zomb[i];
-    nx_task *t = nx_slot(rt, slot);
+    nx_task *t = nx_task_at(rt, slot);
     if (!(t->flags & NX_F_CONSUMED)) {
       lua_rawgeti(ctl, NX_CTL_HANDLES, (int)slot + 1);
       int alive = !lua_isnil(ctl, -1);
@@ -283,7 +282,7 @@ int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out) {
     if (rt->pool_bounded) return NX_POOL_FULL;
     if (nx_pool_add(rt, L) != 0) return NX_E_NOMEM;
   }
-  *out = nx_slot(rt, rt->pool_free[--rt->npool_free]);
+  *out = nx_task_at(rt, rt->pool_free[--rt->npool_free]);
   return NX_OK;
 }
 
@@ -380,7 +379,7 @@ static nx_task *nx_q_pop(nx_rt *rt) {
     nx_qent e = rt->q[rt->qhead];
     rt->qhead = (rt->qhead + 1) & (rt->qcap - 1);
     rt->qn--;
-    nx_task *t = nx_slot(rt, e.slot);
+    nx_task *t = nx_task_at(rt, e.slot);
     if (t->qseq == e.seq && t->state == NX_READY) return t;
   }
   return NULL;
@@ -685,7 +684,7 @@ static int nx_park(nx_rt *rt, double until) {
 /* Every task ends as aborted: the runtime was interrupted or closes. */
 void nx_rt_abort_all(nx_rt *rt, lua_State *L) {
   for (uint32_t s = 0; s < rt->used; s++) {
-    nx_task *t = nx_slot(rt, s);
+    nx_task *t = nx_task_at(rt, s);
     if (t->state != NX_FREE && t->state != NX_DONE && nx_task_abort(rt, L, t)) rt->st.aborted++;
   }
 }

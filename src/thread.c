@@ -84,23 +84,11 @@ static int nx_job_main(lua_State *L) {
 /* An error outside the function's own pcall (bytecode that does not
  * load, a result that cannot be copied, memory): [message, ""]. */
 static void nx_job_fail(nx_job *j, const char *msg) {
-  size_t n = strlen(msg);
   j->ok = 0;
   j->nout = 2;
   j->out.len = 0;
-  uint32_t len = (uint32_t)n, zero = 0;
-  if (nx_buf_reserve(&j->out, 1 + 4 + n + 1 + 4) != 0) {
+  if (nx_codec_put_string(&j->out, msg, strlen(msg)) != 0 || nx_codec_put_string(&j->out, "", 0) != 0)
     j->nout = 0;                 /* l_result says "out of memory" */
-    return;
-  }
-  uint8_t *p = j->out.p;
-  *p++ = 'S';
-  memcpy(p, &len, 4);
-  memcpy(p + 4, msg, n);
-  p += 4 + n;
-  *p++ = 'S';
-  memcpy(p, &zero, 4);
-  j->out.len = (size_t)(p + 4 - j->out.p);
 }
 
 static void nx_job_work(uv_work_t *req) {
