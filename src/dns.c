@@ -1,8 +1,7 @@
 /* dns.c - name resolution through uv_getaddrinfo (libuv's thread pool).
  *
  * A request outlives its Lua userdata when the task gives up (abort,
- * timeout): the getaddrinfo callback still comes, so the request is freed
- * by whichever of the callback and the userdata's __gc comes last.
+ * timeout): see nx_preq in net.h.
  */
 #include "net.h"
 
@@ -16,48 +15,27 @@
 #define NX_DMT lua_upvalueindex(1)
 
 typedef struct nx_dnsreq {
+  nx_preq pr;                   /* first: the wait's object */
   uv_getaddrinfo_t req;
-  nx_rt *rt;
-  nx_task *waiter;
   struct addrinfo *res;
   int status;
-  uint8_t done, udgone;
 } nx_dnsreq;
 
-static void nx_dns_free(nx_dnsreq *r) {
+static void nx_dns_free(nx_preq *p) {
+  nx_dnsreq *r = (nx_dnsreq *)p;
   if (r->res) uv_freeaddrinfo(r->res);
   free(r);
 }
 
 static void nx_dns_cb(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
   nx_dnsreq *r = req->data;
-  r->done = 1;
   r->status = status;
   r->res = res;
-  if (r->udgone) {
-    nx_dns_free(r);
-    return;
-  }
-  nx_task *t = r->waiter;
-  if (t) {
-    r->waiter = NULL;
-    nx_task_wake(r->rt, t, NX_WAKE_OK);
-  }
-}
-
-/* The task gave up: a request still queued is cancelled (its callback
- * then says UV_EAI_CANCELED); one already running finishes unheard. */
-static void nx_dns_cancel(nx_rt *rt, nx_task *t) {
-  nx_dnsreq *r = t->wobj;
-  (void)rt;
-  if (r->waiter == t) r->waiter = NULL;
-  if (!r->done) uv_cancel((uv_req_t *)&r->req);
+  nx_preq_done(&r->pr);
 }
 
 static int nx_dns_wait(lua_State *L, nx_rt *rt, nx_dnsreq *r) {
-  if (nx_wait(rt, nx_dns_cancel, r) != NX_OK)
-    return nx_net_error(L, "nexus.dns.resolve: not inside a nexus task");
-  r->waiter = rt->cur;
+  nx_preq_wait(L, rt, &r->pr, "nexus.dns.resolve");
   return nx_net_wait(L, rt);
 }
 
@@ -89,7 +67,9 @@ static int l_resolve(lua_State *L) {
   void **ud = nx_net_newud(L, NX_DMT, NX_TAG_DNS);
   nx_dnsreq *r = calloc(1, sizeof *r);
   if (!r) return nx_net_fail(L, UV_ENOMEM);
-  r->rt = rt;
+  r->pr.rt = rt;
+  r->pr.req = (uv_req_t *)&r->req;
+  r->pr.destroy = nx_dns_free;
   r->req.data = r;
   struct addrinfo hints;
   memset(&hints, 0, sizeof hints);
@@ -128,8 +108,8 @@ static void nx_dns_push(lua_State *L, const struct addrinfo *res) {
 static int l_result(lua_State *L) {
   const char *fname = "nexus.dns.resolve";
   nx_dnsreq *r = nx_net_check(L, 1, NX_TAG_DNS, fname, "a dns request");
-  nx_rt *rt = nx_net_task_rt(L, r->rt, fname);
-  if (!r->done) return nx_dns_wait(L, rt, r);
+  nx_rt *rt = nx_net_task_rt(L, r->pr.rt, fname);
+  if (!r->pr.done) return nx_dns_wait(L, rt, r);
   if (r->status != 0) return nx_net_fail(L, r->status);
   nx_dns_push(L, r->res);
   return 1;
@@ -140,10 +120,7 @@ static int l_dns_gc(lua_State *L) {
   nx_dnsreq *r = *ud;
   if (!r) return 0;
   *ud = NULL;
-  r->udgone = 1;
-  r->waiter = NULL;
-  if (r->done) nx_dns_free(r);
-  else uv_cancel((uv_req_t *)&r->req);   /* the callback frees it */
+  nx_preq_gc(&r->pr);
   return 0;
 }
 

@@ -208,3 +208,39 @@ void nx_nh_gc(nx_nh *nh, int close_now) {
   nx_nh_release(nh);
   nx_rt_unref(rt);
 }
+
+/* ---- thread-pool requests (net.h nx_preq) ---- */
+
+/* The task gave up: see nx_preq. */
+static void nx_preq_cancel(nx_rt *rt, nx_task *t) {
+  nx_preq *p = t->wobj;
+  (void)rt;
+  if (p->waiter == t) p->waiter = NULL;
+  if (!p->done) uv_cancel(p->req);
+}
+
+void nx_preq_wait(lua_State *L, nx_rt *rt, nx_preq *p, const char *fname) {
+  if (nx_wait(rt, nx_preq_cancel, p) != NX_OK) nx_net_error(L, "%s: not inside a nexus task", fname);
+  p->waiter = rt->cur;
+}
+
+int nx_preq_done(nx_preq *p) {
+  p->done = 1;
+  if (p->udgone) {
+    p->destroy(p);
+    return 1;
+  }
+  nx_task *t = p->waiter;
+  if (t) {
+    p->waiter = NULL;
+    nx_task_wake(p->rt, t, NX_WAKE_OK);
+  }
+  return 0;
+}
+
+void nx_preq_gc(nx_preq *p) {
+  p->udgone = 1;
+  p->waiter = NULL;
+  if (p->done) p->destroy(p);
+  else uv_cancel(p->req);             /* the callback destroys it */
+}

@@ -99,6 +99,28 @@ void *nx_net_check(lua_State *L, int idx, uint32_t tag, const char *fname, const
 /* Pushes a userdata tagged tag, with the metatable at index mt. */
 void **nx_net_newud(lua_State *L, int mt, uint32_t tag);
 
+/* A libuv thread-pool request one task waits on (dns.c, thread.c),
+ * first in its owner's struct. It outlives its Lua userdata when the task
+ * gives up (abort, timeout, a closing runtime): a request still queued is
+ * cancelled, one already running finishes unheard, and the owner is
+ * destroyed by whichever of the libuv callback and the userdata's __gc
+ * comes last. */
+typedef struct nx_preq nx_preq;
+struct nx_preq {
+  uv_req_t *req;                  /* the owner's libuv request */
+  nx_rt *rt;
+  nx_task *waiter;
+  void (*destroy)(nx_preq *p);    /* frees the owner */
+  uint8_t done, udgone;
+};
+/* The running task waits on p; raises "<fname>: not inside a nexus task". */
+void nx_preq_wait(lua_State *L, nx_rt *rt, nx_preq *p, const char *fname);
+/* From the libuv callback: wakes the waiter, or destroys the owner when
+ * its userdata is gone (then returns 1). */
+int nx_preq_done(nx_preq *p);
+/* From the userdata's __gc. */
+void nx_preq_gc(nx_preq *p);
+
 /* Optional integer argument in [lo, hi]; dflt when nil or none. */
 lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer lo,
                           lua_Integer hi, const char *fname, const char *what);

@@ -5,9 +5,7 @@
  * The function travels as bytecode (string.dump: it has no upvalues), its
  * arguments and results as codec.c values. Like a DNS request, a job
  * outlives its Lua userdata when the task gives up (abort, timeout, a
- * closing runtime): a job still queued is cancelled, one already running
- * finishes unheard, and the job is freed by whichever of the after-work
- * callback and the userdata's __gc comes last.
+ * closing runtime): see nx_preq in net.h.
  */
 #include "net.h"
 #include "codec.h"
@@ -22,16 +20,16 @@
 #define NX_TB_KEY "nexus.thread.traceback"
 
 typedef struct nx_job {
+  nx_preq pr;             /* first: the wait's object */
   uv_work_t req;
-  nx_rt *rt;
-  nx_task *waiter;
   nx_buf code, in, out;   /* bytecode; arguments; results or [error, traceback] */
   int nargs, nout;
   int status;             /* of the after-work callback: UV_ECANCELED */
-  uint8_t done, udgone, ok;
+  uint8_t ok;
 } nx_job;
 
-static void nx_job_free(nx_job *j) {
+static void nx_job_free(nx_preq *p) {
+  nx_job *j = (nx_job *)p;
   free(j->code.p);
   free(j->in.p);
   free(j->out.p);
@@ -109,32 +107,8 @@ static void nx_job_work(uv_work_t *req) {
 
 static void nx_job_after(uv_work_t *req, int status) {
   nx_job *j = req->data;
-  j->done = 1;
   j->status = status;
-  if (j->udgone) {
-    nx_job_free(j);
-    return;
-  }
-  nx_task *t = j->waiter;
-  if (t) {
-    j->waiter = NULL;
-    nx_task_wake(j->rt, t, NX_WAKE_OK);
-  }
-}
-
-/* The task gave up: a job still queued is cancelled; one already running
- * finishes unheard. */
-static void nx_job_cancel(nx_rt *rt, nx_task *t) {
-  nx_job *j = t->wobj;
-  (void)rt;
-  if (j->waiter == t) j->waiter = NULL;
-  if (!j->done) uv_cancel((uv_req_t *)&j->req);
-}
-
-static void nx_job_wait(lua_State *L, nx_rt *rt, nx_job *j) {
-  if (nx_wait(rt, nx_job_cancel, j) != NX_OK)
-    nx_net_error(L, "nexus.thread.run: not inside a nexus task");
-  j->waiter = rt->cur;
+  nx_preq_done(&j->pr);
 }
 
 /* core.thread_run(bytecode, ...) -> job: queued, and the running task
@@ -148,9 +122,11 @@ static int l_run(lua_State *L) {
   void **ud = nx_net_newud(L, NX_TMT, NX_TAG_THREAD);
   nx_job *j = calloc(1, sizeof *j);
   if (!j) return nx_net_error(L, "%s: out of memory", fname);
-  j->done = 1;                   /* not queued: __gc frees it if copying raises */
+  j->pr.done = 1;                /* not queued: __gc frees it if copying raises */
   *ud = j;
-  j->rt = rt;
+  j->pr.rt = rt;
+  j->pr.req = (uv_req_t *)&j->req;
+  j->pr.destroy = nx_job_free;
   j->req.data = j;
   if (nx_buf_reserve(&j->code, n) != 0) return nx_net_error(L, "%s: out of memory", fname);
   memcpy(j->code.p, code, n);
@@ -159,8 +135,8 @@ static int l_run(lua_State *L) {
   j->nargs = nargs;
   int rc = uv_queue_work(&rt->loop, &j->req, nx_job_work, nx_job_after);
   if (rc != 0) return nx_net_error(L, "%s: cannot queue the job (%s)", fname, nx_net_strerror(rc));
-  j->done = 0;
-  nx_job_wait(L, rt, j);
+  j->pr.done = 0;
+  nx_preq_wait(L, rt, &j->pr, fname);
   return 1;
 }
 
@@ -169,8 +145,8 @@ static int l_run(lua_State *L) {
 static int l_result(lua_State *L) {
   const char *fname = "nexus.thread.run";
   nx_job *j = nx_net_check(L, 1, NX_TAG_THREAD, fname, "a thread job");
-  if (!j->done) {
-    nx_job_wait(L, nx_net_task_rt(L, nx_cur_rt, fname), j);
+  if (!j->pr.done) {
+    nx_preq_wait(L, nx_net_task_rt(L, nx_cur_rt, fname), &j->pr, fname);
     return 0;
   }
   if (j->status != 0) return nx_net_error(L, "%s: the job was cancelled", fname);
@@ -188,10 +164,7 @@ static int l_job_gc(lua_State *L) {
   nx_job *j = *ud;
   if (!j) return 0;
   *ud = NULL;
-  j->udgone = 1;
-  j->waiter = NULL;
-  if (j->done) nx_job_free(j);
-  else uv_cancel((uv_req_t *)&j->req);   /* the after-work callback frees it */
+  nx_preq_gc(&j->pr);
   return 0;
 }
 
