@@ -38,12 +38,14 @@ static int nx_rt_register(nx_rt *rt) {
  * between arming it and uv_run's own clock update), uv_stop keeps that
  * poll from blocking: it would otherwise wait with no timer left. */
 static void nx_timer_cb(uv_timer_t *h) { uv_stop(h->loop); }
+static void nx_poke_cb(uv_idle_t *h) { (void)h; }
 
 nx_rt *nx_rt_new(void) {
   nx_rt *rt = calloc(1, sizeof *rt);
   if (!rt) return NULL;
   if (uv_loop_init(&rt->loop) != 0) goto fail;
   uv_timer_init(&rt->loop, &rt->timer);
+  uv_idle_init(&rt->loop, &rt->poke);
   nx_heap_init(&rt->heap);
   rt->qcap = 256;
   rt->q = malloc(rt->qcap * sizeof *rt->q);
@@ -63,6 +65,7 @@ fail_q:
   free(rt->q);
 fail_loop:
   uv_close((uv_handle_t *)&rt->timer, NULL);
+  uv_close((uv_handle_t *)&rt->poke, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
 fail:
@@ -144,10 +147,19 @@ void nx_task_defer(nx_rt *rt, lua_State *L, nx_task *t, int nargs) {
 
 /* A deferred task's first run: its coroutine, with the function and the
  * argument on its stack, takes the function's place in the tasks table. */
-static lua_State *nx_task_start(nx_rt *rt, nx_task *t) {
+static lua_State *nx_task_start(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *ctl = rt->ctl;
   int key = (int)t->slot + 1;
-  lua_State *co = lua_newthread(ctl);
+  /* Made on L, not on ctl: the GC step an allocation may run calls
+   * finalizers on the allocating thread, and a finalizer's nexus calls
+   * (a spawn) use ctl's stack at fixed indices. Such a finalizer may also
+   * have ended t (an abort): then there is nothing to start. */
+  lua_State *co = lua_newthread(L);
+  if (t->state != NX_READY) {
+    lua_pop(L, 1);
+    return NULL;
+  }
+  lua_xmove(L, ctl, 1);
   lua_rawgeti(ctl, NX_CTL_TASKS, key);
   if (t->nargs) {
     lua_rawgeti(ctl, NX_CTL_ARGS, key);
@@ -633,7 +645,8 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
 
 
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
-  lua_State *co = t->co ? t->co : nx_task_start(rt, t);
+  lua_State *co = t->co ? t->co : nx_task_start(rt, L, t);
+  if (!co) return;
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = NX_RUNNING;
@@ -659,6 +672,18 @@ static void nx_run_batch(nx_rt *rt, lua_State *L) {
   }
 }
 
+/* A non-blocking poll that always polls. uv_run(NOWAIT) returns at once,
+ * without even looking at I/O, when no referenced handle is active: and
+ * the signal handles are unreferenced while nobody waits on the shutdown
+ * signal (so they never keep a finished runtime parked). A busy runtime
+ * would then never see SIGTERM. An active idle handle keeps the loop
+ * alive for this one turn (and makes its poll timeout 0, as NOWAIT's is). */
+static void nx_poll_nowait(nx_rt *rt) {
+  uv_idle_start(&rt->poke, nx_poke_cb);
+  uv_run(&rt->loop, UV_RUN_NOWAIT);
+  uv_idle_stop(&rt->poke);
+}
+
 /* Parks in the loop until I/O, the earliest timer or `until`; 0 if
  * nothing can ever wake it (deadlock). */
 static int nx_park(nx_rt *rt, double until) {
@@ -677,7 +702,8 @@ static int nx_park(nx_rt *rt, double until) {
     if (!uv_loop_alive(&rt->loop)) return 0;
   }
   rt->st.parks++;
-  uv_run(&rt->loop, rt->busy ? UV_RUN_NOWAIT : UV_RUN_ONCE);
+  if (rt->busy) nx_poll_nowait(rt);
+  else uv_run(&rt->loop, UV_RUN_ONCE);
   return 1;
 }
 
@@ -714,7 +740,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
       if (++ticks >= rt->event_interval) {
         ticks = 0;
         rt->st.polls++;
-        uv_run(&rt->loop, UV_RUN_NOWAIT);
+        nx_poll_nowait(rt);
       }
       continue;
     }
@@ -742,6 +768,7 @@ void nx_rt_close(nx_rt *rt, lua_State *L) {
     o->close(rt, o);
   }
   uv_close((uv_handle_t *)&rt->timer, NULL);
+  uv_close((uv_handle_t *)&rt->poke, NULL);
   uv_run(&rt->loop, UV_RUN_DEFAULT);
   uv_loop_close(&rt->loop);
   nx_heap_free(&rt->heap);

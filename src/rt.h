@@ -95,6 +95,7 @@ struct nx_owned {
 struct nx_rt {
   uv_loop_t loop;
   uv_timer_t timer;             /* armed for the heap top when parking */
+  uv_idle_t poke;               /* active only during a non-blocking poll */
   nx_heap heap;
   nx_task **pages;              /* task records in stable pages */
   uint32_t npages, pcap;
