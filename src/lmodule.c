@@ -285,13 +285,15 @@ static void nx_consume(lua_State *L, nx_rt *rt, nx_handle *h, nx_task *t) {
  * it as arguments; pops them. */
 static nx_task *nx_spawn_top(lua_State *L, nx_rt *rt, int fidx, const char *fname) {
   int nargs = lua_gettop(L) - fidx;
+  if (nargs > 65534) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
+  /* The coroutine first, on L, and the record after: the GC step this
+   * allocation may run calls finalizers on L, and one may call nexus
+   * (spawn there takes a record of its own; on ctl it would find the
+   * tables away from their fixed indices). */
+  lua_State *co = lua_newthread(L);
   nx_task *t = nx_task_new(rt, L);
   if (!t) nx_error(L, "%s: out of memory", fname);
-  if (nargs > 65534) nx_error(L, "%s: too many arguments (%d)", fname, nargs);
-  /* Made on the ctl thread, where it is stored: no move (a GC step it
-   * triggers runs there, as on any thread of this Lua state). */
-  lua_State *co = lua_newthread(rt->ctl);
-  lua_rawseti(rt->ctl, NX_CTL_TASKS, (int)t->slot + 1);
+  nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
   t->co = co;
   t->nargs = (uint16_t)nargs;
   lua_xmove(L, co, nargs + 1);
