@@ -612,7 +612,13 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     lua_pushboolean(L, 1);
     n = nx_push_results(L, rt, root) + 1;
   }
-  if (root) nx_task_unhold(rt, L, root);
+  if (root) {
+    /* A drive that stopped before its root ended (deadlock, a task error,
+     * a signal) leaves no root behind: parked, it would take a value or
+     * a single-waiter slot in a later block_on. */
+    if (root->state != NX_DONE && nx_task_abort(rt, L, root)) rt->st.aborted++;
+    nx_task_unhold(rt, L, root);
+  }
   return n;
 }
 

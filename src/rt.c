@@ -721,7 +721,11 @@ static int nx_stop_now(nx_rt *rt, lua_State *L, nx_task *root, int all) {
     nx_rt_abort_all(rt, L);
     return NX_STOP_INTERRUPT;
   }
-  if (root ? root->state == NX_DONE && (!all || rt->alive == 0) : rt->alive == 0) return NX_STOP_DONE;
+  if (!root) return rt->alive == 0 ? NX_STOP_DONE : -1;
+  /* A root that failed or was aborted stops the runtime at once, as an
+   * unobserved task error does: its error must not wait behind (or be
+   * lost to) tasks that run on or are parked. */
+  if (root->state == NX_DONE && (!all || rt->alive == 0 || root->end != NX_END_OK)) return NX_STOP_DONE;
   return -1;
 }
 
