@@ -669,20 +669,30 @@ static int l_rt_block_on(lua_State *L) {
   return nx_drive(L, rt, root, all, INFINITY, fname);
 }
 
-/* rt:_adopt(): the running coroutine (a script's main chunk under the
- * nexus command) becomes this runtime's root task, already running. */
+/* rt:_adopt([co]): the running coroutine (a script's main chunk under the
+ * nexus command) becomes this runtime's root task, already running; or
+ * co, a coroutine that yielded (the main chunk's bare coroutine.yield):
+ * then the caller drives it at once as a task that yielded. */
 static int l_rt_adopt(lua_State *L) {
   nx_rt *rt = nx_check_open_rt(L, 1, "rt:_adopt");
+  lua_State *co = lua_tothread(L, 2);
   if (nx_cur_rt) return nx_error(L, "rt:_adopt: a runtime is already running");
-  if (lua_pushthread(L)) return nx_error(L, "rt:_adopt: the main thread cannot be a task");
+  if (co) {
+    if (lua_status(co) != LUA_YIELD) return nx_error(L, "rt:_adopt: the coroutine has not yielded");
+    lua_settop(L, 2);
+  } else if (lua_pushthread(L)) {
+    return nx_error(L, "rt:_adopt: the main thread cannot be a task");
+  }
   nx_task *t = nx_task_new(rt, L);
   if (!t) return nx_error(L, "rt:_adopt: out of memory");
   nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
-  t->co = L;
+  t->co = co ? co : L;
   t->flags |= NX_F_ROOT;
   t->holds++;
-  rt->cur = t;
-  nx_set_cur(L, rt);
+  if (!co) {
+    rt->cur = t;
+    nx_set_cur(L, rt);
+  }
   lua_pushlightuserdata(L, t);
   return 1;
 }

@@ -17,10 +17,19 @@ A script runs as the root task of a nexus runtime: it may call nexus.sleep,
 nexus.spawn and the other suspending functions at top level.
 ]=]
 
+-- The error as text. An error object whose __tostring raises (or
+-- returns a non-string) must not hide the error: its type is shown, with
+-- what went wrong in __tostring.
 local function errmsg(e)
   if type(e) == "string" then return e end
+  if type(e) == "number" then return tostring(e) end
   local mt = getmetatable(e)
-  if mt and mt.__tostring then return tostring(e) end
+  if type(mt) == "table" and mt.__tostring ~= nil then
+    local ok, s = pcall(tostring, e)
+    if ok and type(s) == "string" then return s end
+    return ("(error object is a %s value; its __tostring failed: %s)"):format(
+      type(e), ok and "it returned a " .. type(s) or type(s) == "string" and s or "(" .. type(s) .. ")")
+  end
   return "(error object is a " .. type(e) .. " value)"
 end
 
@@ -115,14 +124,17 @@ function M.main(argv, argc)
   runtime._set_pending(co)
   local ok, e = coroutine.resume(co, unpack(args))
   local imp = runtime._implicit()
-  runtime._set_pending(nil)
   local dead = coroutine.status(co) == "dead"
+  -- A bare coroutine.yield() at top level, before any nexus call: it acts
+  -- as nexus.yield(), so the chunk becomes the root task and goes on.
+  if ok and not dead and not imp then imp = runtime._adopt_yielded(co) end
+  runtime._set_pending(nil)
   if not ok then
     if imp then imp.rt:close() end
     -- A runtime of the script's own was interrupted by a signal no task
     -- waited for: exit as the signal asks, as the implicit runtime does.
     local signo = core.last_interrupt()
-    if signo ~= 0 and tostring(e):find("interrupted by", 1, true) then return 128 + signo end
+    if signo ~= 0 and errmsg(e):find("interrupted by", 1, true) then return 128 + signo end
     report(with_traceback(co, e))
     return 1
   end
@@ -133,7 +145,7 @@ function M.main(argv, argc)
   if not dok then report(ok); return 1 end
   if not ok then
     local signo = core.last_interrupt()
-    if signo ~= 0 and tostring(derr):find("interrupted by", 1, true) then return 128 + signo end
+    if signo ~= 0 and errmsg(derr):find("interrupted by", 1, true) then return 128 + signo end
     report(derr)
     return 1
   end

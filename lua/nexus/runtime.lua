@@ -184,6 +184,16 @@ util.adopt = function()
   return true
 end
 
+-- The main chunk yielded with a bare coroutine.yield before anything
+-- adopted it: it becomes the root task now, as if that yield had been
+-- nexus.yield() (the command then drives it).
+function M._adopt_yielded(co)
+  local rt = M.new()
+  implicit = { rt = rt, root = rt:_adopt(co) }
+  pending = nil
+  return implicit
+end
+
 -- The command drives the adopted main chunk through this (lua/nexus/cli.lua).
 local adopted_drive = rt_methods._adopted_drive
 function rt_methods._adopted_drive(rt, root, finished)
