@@ -472,7 +472,11 @@ static int l_join(lua_State *L) {
   }
   nx_consume(L, rt, h, t);
   if (!pcall_style && t->end != NX_END_OK) {
-    if (h->end == NX_END_ERROR) lua_pop(L, 1);   /* the error value, not the traceback */
+    /* A string error is raised as its traceback string (the message, then
+     * the failed task's stack), as the runtime reports an error it stops
+     * on: once the joiner fails too, the failed task's stack would
+     * otherwise be lost. Any other value is raised as it is. */
+    if (h->end == NX_END_ERROR && lua_type(L, -2) != LUA_TSTRING) lua_pop(L, 1);
     return lua_error(L);
   }
   return n;
