@@ -41,7 +41,7 @@ typedef struct nx_chan {
   uint32_t refs;
   nx_task *rx;                 /* the waiting receiver, or NULL */
   nx_rt *rt;                   /* the runtime of its waiters, once any */
-  uint32_t rt_serial;
+  uint64_t rt_serial;
   nx_waitq sendq;
 } nx_chan;
 

@@ -49,20 +49,21 @@ static int nx_error(lua_State *L, const char *fmt, ...) {
  * GC work (16-20 ns less per spawn+join in bench/spawn_nexus.lua). */
 typedef struct nx_handle {
   uint64_t id;
-  uint32_t rt_serial; /* with id, names the task across runtimes */
+  uint64_t rt_serial; /* with id, names the task across runtimes */
   uint32_t slot;      /* its record in that runtime */
-  uint8_t taken;      /* consumed by join/result */
+  uint8_t taken;      /* NX_H_JOINED or NX_H_CLOSED once the record is gone */
   uint8_t end;        /* outcome, once taken */
   uint16_t magic;     /* NX_HANDLE_MAGIC: see nx_test_handle */
 } nx_handle;
 
 #define NX_HANDLE_MAGIC 0x6e78u
+enum { NX_H_JOINED = 1, NX_H_CLOSED = 2 };   /* taken: consumed; its runtime went */
 
 /* The handle's outcome was handed over (join/result): the handle keeps
  * how it ended, the record is swept at the next sweep. */
 static nx_task *nx_hand_over(nx_handle *h, nx_task *t) {
   h->end = t->end;
-  h->taken = 1;
+  h->taken = NX_H_JOINED;
   t->flags |= NX_F_CONSUMED;
   return t;
 }
@@ -160,9 +161,26 @@ static int l_rt_new(lua_State *L) {
   lua_xmove(L, rt->ctl, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
   lua_pushvalue(L, -2);
-  lua_rawseti(L, -2, (int)rt->serial);
+  lua_rawseti(L, -2, (int)(uint32_t)rt->serial);   /* by its slot, reused */
   lua_pop(L, 1);
   return 1;
+}
+
+/* The runtime goes: each handle still alive keeps how its task ended
+ * (rt:close() ended every task), so tostring(h) still tells it. */
+static void nx_stamp_handles(nx_rt *rt) {
+  lua_State *ctl = rt->ctl;
+  for (uint32_t s = 0; s < rt->used; s++) {
+    nx_task *t = nx_task_at(rt, s);
+    if (t->state != NX_DONE) continue;
+    lua_rawgeti(ctl, NX_CTL_HANDLES, (int)s + 1);
+    nx_handle *h = lua_touserdata(ctl, -1);
+    if (h && !h->taken && h->id == t->id) {
+      h->end = t->end;
+      h->taken = NX_H_CLOSED;
+    }
+    lua_pop(ctl, 1);
+  }
 }
 
 static int l_rt_gc(lua_State *L) {
@@ -171,6 +189,7 @@ static int l_rt_gc(lua_State *L) {
     nx_rt *rt = b->rt;
     b->rt = NULL;
     nx_rt_close(rt, L);
+    nx_stamp_handles(rt);
     luaL_unref(L, LUA_REGISTRYINDEX, rt->ctl_ref);
     rt->ctl_ref = LUA_NOREF;
     rt->ctl = NULL;
@@ -269,9 +288,19 @@ static int nx_handle_done(const nx_handle *h) {
   nx_task *t = nx_handle_task(h, NULL);
   return !t || t->state == NX_DONE;
 }
+
+/* How the task ended, or -1 when nothing tells any more: a pooled task's
+ * record was reused (a pooled record keeps its last end until then). */
 static int nx_handle_end(const nx_handle *h) {
   nx_task *t = nx_handle_task(h, NULL);
-  return t ? t->end : h->taken ? h->end : NX_END_ABORTED;
+  if (t) return t->end;
+  if (h->taken) return h->end;
+  nx_rt *rt = nx_rt_of(h->rt_serial);
+  if (rt) {
+    t = nx_task_at(rt, h->slot);
+    if ((t->flags & NX_F_POOLED) && t->id == h->id) return t->end;
+  }
+  return -1;
 }
 
 /* The outcome was handed over: the coroutine holding it can go (unless
@@ -386,7 +415,7 @@ static int l_h_tostring(lua_State *L) {
   const char *st;
   if (nx_handle_done(h)) {
     int e = nx_handle_end(h);
-    st = e == NX_END_OK ? "finished" : e == NX_END_ERROR ? "failed" : "aborted";
+    st = e == NX_END_OK ? "finished" : e == NX_END_ERROR ? "failed" : e == NX_END_ABORTED ? "aborted" : "ended";
   } else {
     st = nx_state_names[nx_handle_task(h, NULL)->state];
   }
@@ -444,7 +473,7 @@ static int l_join(lua_State *L) {
   int pcall_style = lua_toboolean(L, 2);
   const char *fname = pcall_style ? "handle:result" : "handle:join";
   nx_handle *h = nx_check_handle(L, 1, fname);
-  if (h->taken) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (h->taken == NX_H_JOINED) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
   nx_rt *rt = nx_rt_of(h->rt_serial);
   if (!rt) return nx_error(L, "%s: the runtime of task %d is gone", fname, (int)h->id);
   nx_task *t = nx_task_at(rt, h->slot);
@@ -900,7 +929,14 @@ static int l_rt_sd_stats(lua_State *L) {
 static int l_current_runtime(lua_State *L) {
   if (!nx_cur_rt) return 0;
   lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
-  lua_rawgeti(L, -1, (int)nx_cur_rt->serial);
+  lua_rawgeti(L, -1, (int)(uint32_t)nx_cur_rt->serial);
+  return 1;
+}
+
+/* core._runtime_slots(): how long the serial -> runtime table is (the
+ * most runtimes alive at once in this thread), for the specs. */
+static int l_runtime_slots(lua_State *L) {
+  lua_pushinteger(L, (lua_Integer)nx_rt_slots());
   return 1;
 }
 
@@ -931,6 +967,7 @@ static const luaL_Reg nx_funcs[] = {
   {"may_suspend", l_may_suspend}, {"suspend", l_suspend}, {"set_hook", l_set_hook},
   {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
+  {"_runtime_slots", l_runtime_slots},
   {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},
   {NULL, NULL},
 };

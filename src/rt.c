@@ -11,27 +11,54 @@
 #include <lauxlib.h>
 
 NX_TLS nx_rt *nx_cur_rt;
-static _Thread_local uint32_t nx_rt_serial;
 
 /* Live runtimes by serial: objects that outlive their runtime (task
- * handles) check here instead of keeping its memory alive. */
-static NX_TLS nx_rt **nx_rts;
-static NX_TLS uint32_t nx_nrts;
+ * handles) check here instead of keeping its memory alive. A serial is a
+ * slot of this table (low 32 bits) and that slot's generation (high 32):
+ * a closed runtime's slot is reused with the next generation, so the table
+ * is as long as the most runtimes ever alive at once (not one entry per
+ * runtime ever made), and an old serial never finds the new runtime. */
+typedef struct nx_rtslot {
+  nx_rt *rt;
+  uint32_t gen;
+  uint32_t next_free;           /* while free: the next free slot, or UINT32_MAX */
+} nx_rtslot;
+static NX_TLS nx_rtslot *nx_rts;
+static NX_TLS uint32_t nx_nrts, nx_rts_free;   /* nx_rts_free: a free slot + 1, or 0 */
 
-nx_rt *nx_rt_of(uint32_t serial) { return serial < nx_nrts ? nx_rts[serial] : NULL; }
+nx_rt *nx_rt_of(uint64_t serial) {
+  uint32_t i = (uint32_t)serial;
+  return i < nx_nrts && nx_rts[i].gen == (uint32_t)(serial >> 32) ? nx_rts[i].rt : NULL;
+}
+
+uint32_t nx_rt_slots(void) { return nx_nrts; }
 
 static int nx_rt_register(nx_rt *rt) {
-  if (rt->serial >= nx_nrts) {
-    uint32_t n = nx_nrts ? nx_nrts * 2 : 16;
-    while (n <= rt->serial) n *= 2;
-    nx_rt **v = realloc(nx_rts, n * sizeof *v);
-    if (!v) return -1;
-    for (uint32_t i = nx_nrts; i < n; i++) v[i] = NULL;
-    nx_rts = v;
-    nx_nrts = n;
+  uint32_t i;
+  if (nx_rts_free) {
+    i = nx_rts_free - 1;
+    nx_rts_free = nx_rts[i].next_free == UINT32_MAX ? 0 : nx_rts[i].next_free + 1;
+  } else {
+    if ((nx_nrts & (nx_nrts - 1)) == 0) {       /* 0 or a power of two: full */
+      uint32_t n = nx_nrts ? nx_nrts * 2 : 16;
+      nx_rtslot *v = realloc(nx_rts, n * sizeof *v);
+      if (!v) return -1;
+      nx_rts = v;
+    }
+    i = nx_nrts++;
+    nx_rts[i].gen = 0;
   }
-  nx_rts[rt->serial] = rt;
+  nx_rts[i].rt = rt;
+  rt->serial = (uint64_t)nx_rts[i].gen << 32 | i;
   return 0;
+}
+
+static void nx_rt_unregister(nx_rt *rt) {
+  nx_rtslot *s = &nx_rts[(uint32_t)rt->serial];
+  s->rt = NULL;
+  s->gen++;
+  s->next_free = nx_rts_free ? nx_rts_free - 1 : UINT32_MAX;
+  nx_rts_free = (uint32_t)rt->serial + 1;
 }
 
 /* Only wakes the loop. When it fires before the poll (its deadline passed
@@ -57,7 +84,6 @@ nx_rt *nx_rt_new(void) {
   rt->sweep_at = 256;
   rt->event_interval = 61;
   rt->next_id = 1;
-  rt->serial = ++nx_rt_serial;
   rt->event_time = nx_now();
   if (nx_rt_register(rt) != 0) goto fail_q;
   return rt;
@@ -218,6 +244,7 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
 static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->id = rt->next_id++;
   t->holds = 0;
+  t->ran = 0;
   t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
   t->end = NX_END_OK;
   t->wake = 0;
@@ -644,9 +671,27 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
 /* ---- the loop ---- */
 
 
+/* A task's coroutine found neither suspended in a yield to the executor
+ * nor fresh: code of the user's resumed it by hand (coroutine.resume or
+ * wrap on the coroutine of a task), and it ran, outside its wait, until
+ * it ended or yielded to that code. It cannot be trusted to go on: it
+ * ends with an error saying so. */
+static void nx_hand_resumed(nx_rt *rt, lua_State *L, nx_task *t, lua_State *co) {
+  lua_settop(co, 0);
+  lua_pushfstring(co, "nexus: task %d was resumed outside the runtime (coroutine.resume or "
+                  "coroutine.wrap on a task's coroutine): only nexus may resume a task", (int)t->id);
+  t->state = NX_RUNNING;
+  nx_task_finish(rt, L, t, NX_FIN_RAW);
+}
+
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *co = t->co ? t->co : nx_task_start(rt, L, t);
   if (!co) return;
+  if (t->ran && lua_status(co) != LUA_YIELD) {
+    nx_hand_resumed(rt, L, t, co);
+    return;
+  }
+  t->ran = 1;
   int nargs = t->nargs;
   t->nargs = 0;
   t->state = NX_RUNNING;
@@ -800,7 +845,7 @@ void nx_rt_ref(nx_rt *rt) { rt->refs++; }
  * last handle does. The struct is freed after both. */
 void nx_rt_unref(nx_rt *rt) {
   if (--rt->refs > 0) return;
-  nx_rts[rt->serial] = NULL;
+  nx_rt_unregister(rt);
   free(rt->zomb);
   free(rt->pool_free);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);

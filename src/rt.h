@@ -68,7 +68,9 @@ struct nx_task {
   nx_deadline *dl;              /* innermost timeout level */
   uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
-  uint32_t holds;               /* C-side holds (block_on root) */
+  uint16_t holds;               /* C-side holds (block_on root) */
+  uint8_t ran;                  /* resumed by the executor at least once */
+  uint8_t spare;
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume; results once KEPT */
@@ -123,7 +125,7 @@ struct nx_rt {
   uint8_t report_errors, closed, driving, busy;
   double event_time;
   uint32_t alive;
-  uint32_t serial;              /* unique per process: tells runtimes apart */
+  uint64_t serial;              /* unique in its thread: tells runtimes apart (nx_rt_of) */
   uint64_t next_id;
   struct {
     uint64_t spawned, deferred, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
@@ -163,7 +165,8 @@ extern NX_TLS nx_rt *nx_cur_rt;
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
-nx_rt *nx_rt_of(uint32_t serial);                /* the live runtime of that serial, or NULL */
+uint32_t nx_rt_slots(void);                      /* length of the serial table */
+nx_rt *nx_rt_of(uint64_t serial);                /* the live runtime of that serial, or NULL */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */
 void nx_disown(nx_rt *rt, nx_owned *o);

@@ -111,9 +111,17 @@ local function restore(prev, ok, ...)
   return ...
 end
 
+local function check_rt(rt, fname)
+  if getmetatable(rt) ~= core.runtime_mt then
+    error(fname .. ": expected a nexus runtime, got " .. type(rt)
+      .. " (call it as rt:" .. fname:match("[%w_]+$") .. "(...))", 3)
+  end
+end
+
 -- (parks) runs fn as the root task; returns its results. Tasks still alive
 -- stay parked in the runtime for a later block_on, until rt:close().
 function rt_methods.block_on(rt, fn, ...)
+  check_rt(rt, "rt:block_on")
   local prev = current
   current = rt
   return outcome(restore(prev, pcall(rt._block_on, rt, false, false, "rt:block_on", fn, ...)))
@@ -121,6 +129,7 @@ end
 
 -- Same, but never parks: spins on non-blocking polls when idle.
 function rt_methods.block_on_busy(rt, fn, ...)
+  check_rt(rt, "rt:block_on_busy")
   local prev = current
   current = rt
   return outcome(restore(prev, pcall(rt._block_on, rt, false, true, "rt:block_on_busy", fn, ...)))
@@ -135,9 +144,15 @@ local function quiesced(ok, ...)
   if ok == false then error((...), 0) end
   return ok, ...
 end
-function rt_methods.shutdown_quiesce(rt, secs) return quiesced(c_quiesce(rt, secs)) end
+function rt_methods.shutdown_quiesce(rt, secs)
+  check_rt(rt, "rt:shutdown_quiesce")
+  return quiesced(c_quiesce(rt, secs))
+end
 
-function rt_methods.world(rt) return worlds[rt] end
+function rt_methods.world(rt)
+  check_rt(rt, "rt:world")
+  return worlds[rt]
+end
 function rt_methods.shutdown_handle(rt)
   if getmetatable(rt) ~= core.runtime_mt then
     error("rt:shutdown_handle: expected a nexus runtime, got " .. type(rt), 2)

@@ -5,7 +5,8 @@ local util = require "nexus.util"
 
 local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
 local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
-local yield, isyieldable = coroutine.yield, coroutine.isyieldable
+local yield = coroutine.yield
+local may_suspend = core.may_suspend
 local api_in_task, join_take = api.in_task, api.join_take
 local getmetatable = getmetatable
 local cur = core.cur          -- cur.tasks: the running runtime's tasks table
@@ -86,10 +87,20 @@ function methods.result(h)
   return join_slow(h, "handle:result", true, cjoin(h, true))
 end
 
--- true if the task had not finished; it never runs again.
+-- true if the task had not finished; it never runs again. A task that
+-- aborts itself ends here: it yields to the executor, which ends it. Inside
+-- a coroutine of its own (coroutine.wrap in the task) that yield would go
+-- to the task's code instead, so an error unwinds that coroutine (through
+-- wrap, into the task, which the executor ends as aborted at its next
+-- suspension or return). Where Lua cannot yield at all, at its next
+-- suspension.
 function methods.abort(h)
   local was, self = cabort(h)
-  if was and self and isyieldable() then yield() end   -- ends here
+  if was and self then
+    local why = may_suspend()
+    if why == 0 then yield() end   -- ends here
+    if why == 2 then error("handle:abort: task " .. h:id() .. " aborted itself", 2) end
+  end
   return was
 end
 
