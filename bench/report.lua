@@ -110,6 +110,17 @@ local workloads = {
       ["pooled-cmd"] = "nexus.spawn_pooled, pool of 64 (nexus command)",
     },
   },
+  signal = {
+    title = "signal: SIGTERM to a busy program (tasks always ready) until it has exited, median of 7",
+    metric = "exit_ms", unit = "ms", fmt = "%.2f",
+    ref = "cmd-spinner",
+    extra = { { key = "max_ms", head = "max ms", fmt = "%.2f", agg = "max" } },
+    label = {
+      ["cmd-spinner"] = "nexus command, a task spinning on nexus.yield (reference)",
+      ["cmd-pingpong"] = "nexus command, two tasks in a channel ping-pong",
+      ["luajit-runtime"] = "luajit, explicit runtime with signal_handlers(true)",
+    },
+  },
   chan_try = {
     title = "chan try pair: try_send + try_recv, never suspending, N pairs",
     metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
@@ -262,6 +273,16 @@ local function targets(w, d)
     end
   end
   if w == "world" then return world_targets(d, rel, out) end
+  if w == "signal" then
+    for _, impl in ipairs(d.order) do
+      local row = d.rows[impl]
+      if row and row.med then
+        out[#out + 1] = string.format("%s: exits %.2f ms after SIGTERM (target <= 100): %s",
+          impl, row.med, row.med <= 100 and "met" or "MISSED")
+      end
+    end
+    return out
+  end
   if w == "pool" then
     check("pooled")
     check("pooled-cmd")
@@ -334,7 +355,7 @@ local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
 for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes",
-                        "echo_latency", "echo_throughput" }) do
+                        "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then
     -- medians

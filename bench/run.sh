@@ -13,7 +13,7 @@
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
 #   BENCH_ONLY    comma list of workloads to run:
-#                 spawn,sleepers,parked,pool,chan,world,bytes,echo
+#                 spawn,sleepers,parked,pool,chan,world,bytes,signal,echo
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -25,6 +25,7 @@
 #   BENCH_WORLD_N dispatches / with_world calls per world run (default 10000000)
 #   BENCH_BYTES_N byte-channel messages (default 1000000)
 #   BENCH_POOL_N  detached spawns per pool run (default 200000)
+#   BENCH_SIGNAL_N SIGTERMs per signal run, busy child processes (default 7)
 #   echo: BENCH_ECHO_N (latency round trips, 100000), BENCH_ECHO_WARMUP
 #                 (untimed round trips first, 10000), BENCH_ECHO_CONNS (50),
 #                 BENCH_ECHO_DEPTH (messages in flight per connection, 16),
@@ -41,7 +42,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -294,6 +295,12 @@ impls_bytes=(
   "nexus-cmd-c|bytes_c_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/bytes_nexus.lua c $BYTES_C"
 )
 
+impls_signal=(
+  "cmd-spinner|nexus_cmd_why|$LUAJIT $ROOT/bench/signal_exit.lua spinner"
+  "cmd-pingpong|nexus_cmd_why|$LUAJIT $ROOT/bench/signal_exit.lua pingpong"
+  "luajit-runtime|nexus_why|$LUAJIT $ROOT/bench/signal_exit.lua runtime"
+)
+
 ECHO_ONE="bash $ROOT/bench/run.sh --echo-one"
 impls_echo_latency=(
   "c-libuv|echo_uv_why|$ECHO_ONE latency $OUT/echo_uv"
@@ -349,7 +356,7 @@ run_workload() {
 }
 
 echo "bench: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $($LUAJIT -v | cut -d' ' -f1-2)" >&2
-for w in spawn sleepers parked pool world bytes; do
+for w in spawn sleepers parked pool world bytes signal; do
   wanted "$w" && run_workload "$w"
 done
 wanted chan && { run_workload chan; run_workload chan_try; }
