@@ -167,12 +167,15 @@ static int l_rt_new(lua_State *L) {
 }
 
 /* The runtime goes: each handle still alive keeps how its task ended
- * (rt:close() ended every task), so tostring(h) still tells it. */
+ * (rt:close() ended every task), so tostring(h) still tells it. Such a
+ * task is a zombie (its slot is kept while its handle lives) that join
+ * did not consume. */
 static void nx_stamp_handles(nx_rt *rt) {
   lua_State *ctl = rt->ctl;
-  for (uint32_t s = 0; s < rt->used; s++) {
+  for (uint32_t i = 0; i < rt->nzomb; i++) {
+    uint32_t s = rt->zomb[i];
     nx_task *t = nx_task_at(rt, s);
-    if (t->state != NX_DONE) continue;
+    if (t->state != NX_DONE || (t->flags & NX_F_CONSUMED)) continue;
     lua_rawgeti(ctl, NX_CTL_HANDLES, (int)s + 1);
     nx_handle *h = lua_touserdata(ctl, -1);
     if (h && !h->taken && h->id == t->id) {
