@@ -105,4 +105,38 @@ describe("regress: nexus calls inside __gc finalizers", function()
     assert.are.equal(0, r.rc, show)
     assert.matches("^nexus.sleep: cannot suspend here", r.out)
   end)
+
+  it("a finalizer that raises inside the executor stops the drive, loses no task and leaves the runtime usable", function()
+    local r, show = run([[
+      local nexus = require "nexus"
+      local rt = nexus.runtime.new()
+      local ran, spawned, raised = 0, 0, 0
+      local live = true   -- the finalizers raise until the end
+      local function arm(k)
+        for i = 1, k do
+          local p = newproxy(true)
+          getmetatable(p).__gc = function() if live then error("finalizer boom") end end
+        end
+      end
+      local ok, err = pcall(rt.block_on, rt, function()
+        for i = 1, 20000 do    -- behind a backlog: coroutines made by the executor
+          if pcall(nexus.spawn, function() ran = ran + 1 end) then spawned = spawned + 1 end
+          if i % 50 == 0 then pcall(arm, 1) end
+        end
+      end)
+      if not ok then raised = raised + 1; assert(err:find("finalizer boom"), err) end
+      -- drive what is left; each drive may raise a finalizer's error again
+      for i = 1, 1000 do
+        pcall(arm, 3)
+        local ok, done = pcall(rt.shutdown_quiesce, rt, 10)
+        if ok and done then break end
+        if not ok then raised = raised + 1; assert(done:find("finalizer boom"), done) end
+      end
+      live = false
+      print(ran == spawned, spawned > 0, raised > 0, rt:stats().tasks_alive)
+      print(rt:block_on(function() nexus.sleep(0.001) return "usable" end))
+    ]])
+    assert.are.equal(0, r.rc, show)
+    assert.are.equal("true\ttrue\ttrue\t0\nusable\n", r.out, show)
+  end)
 end)

@@ -615,6 +615,10 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
     lua_pushfstring(L, "%s: interrupted by %s (signal %d): no task was waiting on the shutdown signal",
                     fname, nx_signame(signo), signo);
     n = 2;
+  } else if (stop == NX_STOP_RAISED) {     /* the raised value is on top */
+    lua_pushboolean(L, 0);
+    lua_insert(L, -2);
+    n = 2;
   } else if (stop == NX_STOP_FATAL) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;
@@ -673,14 +677,37 @@ static void nx_set_cur(lua_State *L, nx_rt *rt) {
   lua_pop(L, 1);
 }
 
+typedef struct nx_drive_args {
+  nx_rt *rt;
+  nx_task *root;
+  int all, stop;
+  double until;
+} nx_drive_args;
+
+static int nx_drive_p(lua_State *L) {
+  nx_drive_args *a = lua_touserdata(L, 1);
+  lua_pop(L, 1);
+  a->stop = nx_rt_drive(a->rt, L, a->root, a->all, a->until);
+  return 0;
+}
+
+/* The executor runs in a protected call (one per drive, not per task):
+ * LuaJIT raises a __gc finalizer's error from the allocation whose GC
+ * step ran it, and the executor allocates (a coroutine for a deferred
+ * task, a traceback). Such an error stops the drive and is raised by the
+ * caller, with the runtime left consistent and not marked running. */
 static int nx_drive(lua_State *L, nx_rt *rt, nx_task *root, int all, double until, const char *fname) {
   nx_rt *prev = nx_cur_rt;
+  nx_drive_args a = { rt, root, all, NX_STOP_DONE, until };
   nx_set_cur(L, rt);
   rt->driving = 1;
-  int stop = nx_rt_drive(rt, L, root, all, until);
+  if (lua_cpcall(L, nx_drive_p, &a) != 0) {
+    nx_rt_recover(rt, L);
+    a.stop = NX_STOP_RAISED;
+  }
   rt->driving = 0;
   nx_set_cur(L, prev);
-  return nx_finish_drive(L, rt, root, stop, fname);
+  return nx_finish_drive(L, rt, root, a.stop, fname);
 }
 
 static void nx_check_not_in_task(lua_State *L, const char *fname) {

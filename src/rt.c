@@ -180,7 +180,9 @@ static lua_State *nx_task_start(nx_rt *rt, lua_State *L, nx_task *t) {
    * finalizers on the allocating thread, and a finalizer's nexus calls
    * (a spawn) use ctl's stack at fixed indices. Such a finalizer may also
    * have ended t (an abort): then there is nothing to start. */
+  rt->starting = t;
   lua_State *co = lua_newthread(L);
+  rt->starting = NULL;
   if (t->state != NX_READY) {
     lua_pop(L, 1);
     return NULL;
@@ -625,7 +627,11 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how) {
   } else {
     t->end = NX_END_ERROR;
     rt->st.errors++;
-    if (how == NX_FIN_RAW) nx_capture_error(L, t);
+    if (how == NX_FIN_RAW) {
+      rt->finishing = t;
+      nx_capture_error(L, t);
+      rt->finishing = NULL;
+    }
     if (!t->joiner && !(t->flags & NX_F_ROOT)) {
       if (rt->report_errors) {
         nx_report(t);
@@ -678,9 +684,10 @@ void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t) {
  * ends with an error saying so. */
 static void nx_hand_resumed(nx_rt *rt, lua_State *L, nx_task *t, lua_State *co) {
   lua_settop(co, 0);
+  t->state = NX_RUNNING;
+  rt->finishing = t;
   lua_pushfstring(co, "nexus: task %d was resumed outside the runtime (coroutine.resume or "
                   "coroutine.wrap on a task's coroutine): only nexus may resume a task", (int)t->id);
-  t->state = NX_RUNNING;
   nx_task_finish(rt, L, t, NX_FIN_RAW);
 }
 
@@ -796,6 +803,28 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
     ticks = 0;
     if (!nx_park(rt, until)) return NX_STOP_DEADLOCK;
     if (rt->interrupted && (stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
+  }
+}
+
+void nx_rt_recover(nx_rt *rt, lua_State *L) {
+  nx_task *t;
+  rt->cur = NULL;
+  if ((t = rt->starting)) {
+    rt->starting = NULL;
+    if (t->state == NX_READY) nx_task_ready(rt, t);   /* its queue entry was taken */
+  }
+  if ((t = rt->finishing)) {
+    /* Its coroutine is dead: the raised value becomes its error and its
+     * traceback (making a traceback would allocate again). */
+    rt->finishing = NULL;
+    lua_State *co = t->co;
+    lua_settop(co, 0);
+    lua_checkstack(co, 2);
+    lua_pushvalue(L, -1);
+    lua_pushvalue(L, -1);
+    lua_xmove(L, co, 2);
+    t->state = NX_RUNNING;
+    nx_task_finish(rt, L, t, NX_FIN_ERR);
   }
 }
 

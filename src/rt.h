@@ -106,6 +106,7 @@ struct nx_rt {
   nx_qent *q;                   /* ready ring, power-of-two capacity */
   uint32_t qhead, qn, qcap;
   nx_task *cur;                 /* running task */
+  nx_task *starting, *finishing; /* the executor allocates for them (nx_rt_recover) */
   nx_task *fatal;               /* unobserved error that stops the runtime */
   nx_deadline *dlfree;
   nx_owned owned;               /* list head of what close() must close */
@@ -205,14 +206,21 @@ void nx_task_drop_co(nx_rt *rt, lua_State *L, nx_task *t);
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t);   /* after its last hold */
 void nx_task_after_yield(nx_rt *rt, lua_State *L, nx_task *t);
 /* How a task ended: OK (results on its stack), RAW (a Lua error status
- * from lua_resume: the error value is on top of its stack). */
-enum { NX_FIN_OK, NX_FIN_RAW };
+ * from lua_resume: the error value is on top of its stack), ERR (an error
+ * with its traceback already on top: [err, traceback]). */
+enum { NX_FIN_OK, NX_FIN_RAW, NX_FIN_ERR };
 void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 
 /* Executor: stop when root is done (and, if all, every task is; with no
  * root, when every task is), or at `until` (nx_now() seconds). */
-enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK, NX_STOP_INTERRUPT, NX_STOP_TIMEOUT };
+enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK, NX_STOP_INTERRUPT, NX_STOP_TIMEOUT,
+       NX_STOP_RAISED };
 int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until);
+/* After an error raised through nx_rt_drive (a __gc finalizer that raised
+ * in a GC step of one of the executor's own allocations; the error value
+ * is on top of L): puts back the task it was starting, and ends the one it
+ * was finishing with that error, so the runtime stays consistent. */
+void nx_rt_recover(nx_rt *rt, lua_State *L);
 void nx_rt_abort_all(nx_rt *rt, lua_State *L);
 
 /* Waits of the current task; each returns an NX_ status.
