@@ -120,4 +120,26 @@ describe("regress: signals while tasks are always ready", function()
     assert.is_truthy(p:wait(END), p:show())
     assert.are.same({ exited = true, code = 130 }, p.status, p:show())
   end)
+
+  it("nexus command: many slow tasks (3 ms per turn) still see SIGTERM within a cycle or two", function()
+    -- 61 cycles of 64 tasks x 3 ms would be 12 s: polls are also timed
+    local p = P.nexus([[
+      io.stdout:setvbuf("no")
+      local nexus = require "nexus"
+      for i = 1, 100 do
+        nexus.spawn(function()
+          while true do
+            local t = os.clock() + 0.003
+            while os.clock() < t do end
+            nexus.yield()
+          end
+        end)
+      end
+      print("ready")
+      nexus.sleep(600)
+    ]])
+    local took = signal_and_time(p, "TERM")
+    assert.are.same({ exited = true, code = 143 }, p.status, p:show())
+    assert.is_true(took < 4, ("took %.3f s"):format(took))
+  end)
 end)

@@ -781,8 +781,16 @@ static int nx_stop_now(nx_rt *rt, lua_State *L, nx_task *root, int all) {
   return -1;
 }
 
+/* While tasks stay ready, I/O (and signals) are polled every
+ * event_interval cycles, and at least this often in seconds: cycles of
+ * slow tasks (64 tasks of 1 ms each make a 64 ms cycle) must not hold off
+ * a SIGTERM or a socket for seconds. One compare per cycle (the clock is
+ * read anyway). */
+#define NX_POLL_GAP 0.01
+
 int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   uint32_t ticks = 0;
+  double polled = nx_now();
   int stop;
   for (;;) {
     nx_run_batch(rt, L);
@@ -793,7 +801,8 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
     nx_fire_timers(rt, now);
     if (now >= until) return NX_STOP_TIMEOUT;
     if (rt->qn) {
-      if (++ticks >= rt->event_interval) {
+      if (++ticks >= rt->event_interval || now - polled >= NX_POLL_GAP) {
+        polled = now;
         ticks = 0;
         rt->st.polls++;
         nx_poll_nowait(rt);
@@ -801,6 +810,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
       continue;
     }
     ticks = 0;
+    polled = now;                 /* parking polls */
     if (!nx_park(rt, until)) return NX_STOP_DEADLOCK;
     if (rt->interrupted && (stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
   }
