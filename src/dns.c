@@ -60,7 +60,7 @@ static int nx_dns_literal(lua_State *L, const char *name, int family) {
  * core.dns_result(request)) | nil, err. family: 0 (any), 4 or 6. */
 static int l_resolve(lua_State *L) {
   const char *fname = "nexus.dns.resolve";
-  const char *name = luaL_checkstring(L, 1);
+  const char *name = nx_net_checkhost(L, 1, fname, "name");
   int family = (int)luaL_optinteger(L, 2, 0);
   nx_rt *rt = nx_net_task_rt(L, nx_cur_rt, fname);
   if (nx_dns_literal(L, name, family)) return 1;

@@ -75,6 +75,15 @@ int nx_net_error(lua_State *L, const char *fmt, ...) {
   return lua_error(L);
 }
 
+const char *nx_net_checkhost(lua_State *L, int idx, const char *fname, const char *what) {
+  size_t len;
+  if (lua_type(L, idx) != LUA_TSTRING)
+    nx_net_error(L, "%s: %s must be a string, got %s", fname, what, nx_net_typename(L, idx));
+  const char *s = lua_tolstring(L, idx, &len);
+  if (strlen(s) != len) nx_net_error(L, "%s: %s contains a NUL byte", fname, what);
+  return s;
+}
+
 const char *nx_net_typename(lua_State *L, int idx) {
   return lua_isnone(L, idx) ? "nil" : luaL_typename(L, idx);
 }
@@ -124,7 +133,11 @@ lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer l
     /* range first: the cast of a NaN or a huge n would be undefined */
     if (n >= (lua_Number)lo && n <= (lua_Number)hi && n == (lua_Number)(lua_Integer)n)
       return (lua_Integer)n;
-    nx_net_error(L, "%s: %s must be an integer in %d..%d, got %s", fname, what, (int)lo, (int)hi,
+    /* The bounds in full (2^52 is no int, and %f would print 4.5e+15). */
+    char los[24], his[24];
+    snprintf(los, sizeof los, "%lld", (long long)lo);
+    snprintf(his, sizeof his, "%lld", (long long)hi);
+    nx_net_error(L, "%s: %s must be an integer in %s..%s, got %s", fname, what, los, his,
                  lua_tostring(L, idx));
   } else if (t != LUA_TNIL && t != LUA_TNONE) {
     nx_net_error(L, "%s: %s must be an integer, got %s", fname, what, lua_typename(L, t));

@@ -67,6 +67,10 @@ int nx_net_fail(lua_State *L, int err);
 const char *nx_net_typename(lua_State *L, int idx);
 /* Raises "<fmt...>" with no position (see lmodule.c nx_error). */
 int nx_net_error(lua_State *L, const char *fmt, ...);
+/* The host (or name) string at idx, raising "<fname>: <what> must be a
+ * string" or "<fname>: <what> contains a NUL byte": C would read such a
+ * string only up to the NUL ("127.0.0.1\0.attacker.example"). */
+const char *nx_net_checkhost(lua_State *L, int idx, const char *fname, const char *what);
 /* After nx_wait: pushes false, and true when L cannot yield to the
  * executor (then the Lua wrapper raises through util.check_yieldable,
  * which releases the wait). Checking here saves the wrapper a call into

@@ -359,19 +359,18 @@ static int l_read_until(lua_State *L) {
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
   nx_set_delim(L, s, d, dl, fname);
   s->rmode = NX_RD_UNTIL;
-  s->rneed = max + dl;                  /* the record and its delimiter */
+  /* The record and its delimiter, and for read_line the '\r' before it:
+   * max counts the line's content, so a CRLF line of max bytes fits. */
+  s->rneed = max + dl + (strip_cr ? 1 : 0);
   s->scan = 0;
   size_t found = nx_avail(s) ? nx_satisfies(s) : 0;
-  if (found == (size_t)-1) {
-    lua_pushnil(L);
-    lua_pushliteral(L, "too long");
-    return 2;
-  }
   if (found) {
     size_t len = found - 1;
-    if (strip_cr && len > 0 && s->buf[s->head + len - 1] == '\r')
-      return nx_push_consume(L, s, len - 1, dl + 1);
-    return nx_push_consume(L, s, len, dl);
+    int cr = strip_cr && len > 0 && s->buf[s->head + len - 1] == '\r';
+    if (found != (size_t)-1 && len - cr <= max) return nx_push_consume(L, s, len - cr, dl + cr);
+    lua_pushnil(L);                     /* stays buffered */
+    lua_pushliteral(L, "too long");
+    return 2;
   }
   if (s->rerr) return nx_read_fail(L, s, s->rerr, 1);
   return nx_read_wait(L, rt, s, fname);
@@ -565,7 +564,7 @@ static size_t nx_opt_size(lua_State *L, int idx, size_t dflt, const char *fname,
  * stream, false (then core.tcp_connected) | nil, err */
 static int l_connect(lua_State *L) {
   const char *fname = "nexus.tcp.connect";
-  const char *ip = luaL_checkstring(L, 1);
+  const char *ip = nx_net_checkhost(L, 1, fname, "host");
   int port = (int)nx_net_optint(L, 2, 0, 1, 65535, fname, "port");
   int nodelay = lua_toboolean(L, 3);
   size_t rhigh = nx_opt_size(L, 4, 65536, fname, "read_high_water");
@@ -772,7 +771,7 @@ static void nx_listener_close(nx_listener *ln) {
  * (the stream metatable is upvalue 2): listener | nil, err */
 static int l_listen(lua_State *L) {
   const char *fname = "nexus.tcp.listen";
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = nx_net_checkhost(L, 1, fname, "host");
   int port = (int)nx_net_optint(L, 2, 0, 0, 65535, fname, "port");
   int backlog = (int)nx_net_optint(L, 3, 511, 1, 1 << 16, fname, "backlog");
   int reuseport = lua_toboolean(L, 4);
@@ -883,7 +882,7 @@ static int l_listener_tostring(lua_State *L) {
 /* core.net_is_ip(host): is host an IPv4 or IPv6 literal? */
 static int l_is_ip(lua_State *L) {
   unsigned char a[16];
-  const char *host = luaL_checkstring(L, 1);
+  const char *host = nx_net_checkhost(L, 1, "nexus.tcp.connect", "host");
   lua_pushboolean(L, uv_inet_pton(AF_INET, host, a) == 0 || uv_inet_pton(AF_INET6, host, a) == 0);
   return 1;
 }

@@ -206,8 +206,7 @@ static int nx_udp_send(lua_State *L, nx_udp *u, const struct sockaddr *sa, const
 }
 
 static int nx_check_addr(lua_State *L, int idx, const char *fname, struct sockaddr_storage *ss) {
-  const char *host = lua_type(L, idx) == LUA_TSTRING ? lua_tostring(L, idx) : NULL;
-  if (!host) return nx_net_error(L, "%s: host must be a string, got %s", fname, nx_net_typename(L, idx));
+  const char *host = nx_net_checkhost(L, idx, fname, "host");
   int port = (int)nx_net_optint(L, idx + 1, -1, 0, 65535, fname, "port");
   if (port < 0) return nx_net_error(L, "%s: port must be an integer, got nil", fname);
   if (nx_net_addr(host, port, ss) != 0)
