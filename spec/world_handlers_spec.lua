@@ -270,6 +270,18 @@ uint64_t use(nexus_world *w) {
       check(r.out, 300)
     end)
 
+    it("finds the library built where its message says, with NEXUS_ORDERBOOK_LIB unset (regress)", function()
+      -- a copy of the example tree whose handlers/build holds the library
+      local copy = tmp .. "/copy"
+      must(("mkdir -p %s/handlers/build && cp %s/examples/handlers/orderbook.lua %s/handlers/ && cp %s %s/handlers/build/liborderbook.so")
+        :format(q(copy), q(ROOT), q(copy), q(libs.pc_install), q(copy)))
+      local r = H.sh(("env -u NEXUS_ORDERBOOK_LIB luajit -e %s"):format(q(
+        "local ob = dofile(" .. ("%q"):format(copy .. "/handlers/orderbook.lua") .. ") "
+        .. "local lib, path = ob.load() print(path)")))
+      assert.are.equal(0, r.rc, r.err)
+      assert.are.equal(copy .. "/handlers/build/liborderbook.so\n", r.out)
+    end)
+
     it("says how to build the library when it cannot find it", function()
       local r = H.sh(("cd %s && NEXUS_ORDERBOOK_LIB= luajit examples/market_data.lua 10 %s"):format(
         q(ROOT), q(tmp .. "/missing.so")))

@@ -37,11 +37,14 @@ end
 
 -- Where the library may be, relative to this file, when no path is given.
 local here = debug.getinfo(1, "S").source:match("^@(.*/)") or "./"
+-- NEXUS_ORDERBOOK_LIB first when set (a nil first entry would end the
+-- list for ipairs before the others).
 M.candidates = {
-  os.getenv("NEXUS_ORDERBOOK_LIB"),
   here .. "build/liborderbook.so",
   here .. "../../build/examples/handlers/liborderbook.so",
 }
+local env_lib = os.getenv("NEXUS_ORDERBOOK_LIB")
+if env_lib and env_lib ~= "" then table.insert(M.candidates, 1, env_lib) end
 
 -- ffi.load the library (path, or the first candidate that exists) and
 -- check that the declarations above match the compiled structs.
