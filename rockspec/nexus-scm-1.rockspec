@@ -34,5 +34,12 @@ build = {
       NEXUS_LIBDIR = "$(LIBDIR)",
       NEXUS_LUADIR = "$(LUADIR)",
       NEXUS_INCLUDEDIR = "$(PREFIX)/include",
+      -- Where find_package(nexus) and pkg-config look with the tree as the
+      -- prefix (CMAKE_PREFIX_PATH=<tree>, PKG_CONFIG_PATH=<tree>/lib/pkgconfig):
+      -- <tree>/lib/cmake/nexus and <tree>/lib/pkgconfig. Under $(LIBDIR)
+      -- luarocks would deploy them to <tree>/lib/lua/5.1, where neither
+      -- looks. ROCKS_TREE is <tree>/lib/luarocks/rocks-5.1.
+      NEXUS_CMAKEDIR = "$(ROCKS_TREE)/../../cmake/nexus",
+      NEXUS_PKGCONFIGDIR = "$(ROCKS_TREE)/../../pkgconfig",
    },
 }

@@ -117,4 +117,25 @@ describe("rockspec", function()
     assert.is_true(ok, out)
     assert.are.equal("ok\ttrue\n", out)
   end)
+
+  -- Regress: the CMake package and nexus.pc went to <tree>/lib/lua/5.1/
+  -- (luarocks deploys the rock's lib/ there), where neither tool looks.
+  it("find_package(nexus) works with CMAKE_PREFIX_PATH=<tree>", function()
+    require_installed()
+    assert.is_true(exists(tree .. "/lib/cmake/nexus/nexusConfig.cmake"), "no nexusConfig.cmake in <tree>/lib/cmake/nexus")
+    local src = find_root() .. "/examples/handlers"
+    local ok, out = sh(("%s cmake -S %s -B %s -DCMAKE_PREFIX_PATH=%s && %s cmake --build %s")
+      :format(CLEAN_ENV, q(src), q(tmp .. "/handlers-build"), q(tree), CLEAN_ENV, q(tmp .. "/handlers-build")))
+    assert.is_true(ok, out)
+    assert.is_true(exists(tmp .. "/handlers-build/liborderbook.so"), out)
+  end)
+
+  it("pkg-config finds nexus with PKG_CONFIG_PATH=<tree>/lib/pkgconfig", function()
+    require_installed()
+    local ok, out = sh(("%s PKG_CONFIG_PATH=%s pkg-config --cflags nexus"):format(CLEAN_ENV, q(tree .. "/lib/pkgconfig")))
+    assert.is_true(ok, out)
+    local inc = out:match("%-I(%S+)")
+    assert.is_truthy(inc, out)
+    assert.is_true(exists(inc .. "/nexus.h"), "no nexus.h in " .. inc)
+  end)
 end)
