@@ -64,6 +64,120 @@ struct nexus_mpsc {
 typedef struct mp_sender { nexus_mpsc *ch; uint32_t cap; uint8_t open, remote; mp_buf enc; } mp_sender;
 typedef struct mp_receiver { nexus_mpsc *ch; uint32_t cap; } mp_receiver;
 
+/* ---- the handle registry ----
+ *
+ * A handle (tx:handle(), nexus_mpsc_sender_clone) is the channel's
+ * address: it crosses into other Lua states as a number and into C code
+ * as a pointer, so it can be forged, or used after the sender it stood for
+ * was closed and the channel freed. No handle is dereferenced on trust:
+ * this process-wide table counts the outstanding handles of each channel,
+ * and every entry point that takes one looks it up first. A channel is in
+ * it only while it has handles; each handle holds a reference, so a
+ * channel found here is alive. Taking over or closing a handle takes it
+ * out of the count, so a handle used twice is refused too. (Two handles of
+ * the same channel are the same address: one of them used twice passes
+ * while the other is outstanding; it then stands for that other one.)
+ * Lookups share a read lock; only making and ending handles write. */
+
+typedef struct mp_hent { nexus_mpsc *ch; uint32_t n; } mp_hent;
+static struct {
+  uv_rwlock_t lock;
+  mp_hent *v;                    /* open addressing, linear probing; ch NULL = free */
+  uint32_t cap, used;
+} mp_reg;
+static uv_once_t mp_reg_once = UV_ONCE_INIT;
+static void mp_reg_init(void) {
+  if (uv_rwlock_init(&mp_reg.lock) != 0) abort();
+}
+
+static uint32_t mp_reg_hash(const nexus_mpsc *ch, uint32_t cap) {
+  uint64_t x = (uint64_t)(uintptr_t)ch;
+  x ^= x >> 33;
+  x *= 0xff51afd7ed558ccdull;
+  x ^= x >> 33;
+  return (uint32_t)x & (cap - 1);
+}
+
+/* The entry of ch, or the free one where it would go; under the lock. */
+static mp_hent *mp_reg_slot(const nexus_mpsc *ch) {
+  uint32_t i = mp_reg_hash(ch, mp_reg.cap);
+  while (mp_reg.v[i].ch && mp_reg.v[i].ch != ch) i = (i + 1) & (mp_reg.cap - 1);
+  return &mp_reg.v[i];
+}
+
+static int mp_reg_grow(void) {
+  uint32_t cap = mp_reg.cap ? mp_reg.cap * 2 : 64;
+  mp_hent *old = mp_reg.v, *v = calloc(cap, sizeof *v);
+  uint32_t ocap = mp_reg.cap;
+  if (!v) return -1;
+  mp_reg.v = v;
+  mp_reg.cap = cap;
+  for (uint32_t i = 0; i < ocap; i++)
+    if (old[i].ch) *mp_reg_slot(old[i].ch) = old[i];
+  free(old);
+  return 0;
+}
+
+/* One more handle of ch; -1 on ENOMEM. */
+static int mp_reg_issue(nexus_mpsc *ch) {
+  int rc = 0;
+  uv_once(&mp_reg_once, mp_reg_init);
+  uv_rwlock_wrlock(&mp_reg.lock);
+  if ((mp_reg.used + 1) * 2 > mp_reg.cap && mp_reg_grow() != 0) {
+    rc = -1;
+  } else {
+    mp_hent *e = mp_reg_slot(ch);
+    if (!e->ch) {
+      e->ch = ch;
+      mp_reg.used++;
+    }
+    e->n++;
+  }
+  uv_rwlock_wrunlock(&mp_reg.lock);
+  return rc;
+}
+
+/* Is h an outstanding handle? (Its channel is then alive.) */
+static int mp_reg_valid(const nexus_mpsc *h) {
+  int ok = 0;
+  if (!h) return 0;
+  uv_once(&mp_reg_once, mp_reg_init);
+  uv_rwlock_rdlock(&mp_reg.lock);
+  if (mp_reg.cap) ok = mp_reg_slot(h)->ch != NULL;
+  uv_rwlock_rdunlock(&mp_reg.lock);
+  return ok;
+}
+
+/* Ends one handle of h: 1 if it was outstanding (its sender and reference
+ * are now the caller's), 0 if not (refused). */
+static int mp_reg_take(const nexus_mpsc *h) {
+  int ok = 0;
+  if (!h) return 0;
+  uv_once(&mp_reg_once, mp_reg_init);
+  uv_rwlock_wrlock(&mp_reg.lock);
+  mp_hent *e = mp_reg.cap ? mp_reg_slot(h) : NULL;
+  if (e && e->ch) {
+    ok = 1;
+    if (--e->n == 0) {           /* remove, shifting the probe chain back */
+      uint32_t i = (uint32_t)(e - mp_reg.v), j = i;
+      mp_reg.v[i].ch = NULL;
+      mp_reg.used--;
+      for (;;) {
+        j = (j + 1) & (mp_reg.cap - 1);
+        if (!mp_reg.v[j].ch) break;
+        uint32_t k = mp_reg_hash(mp_reg.v[j].ch, mp_reg.cap);
+        /* j's entry may move to the hole at i unless its home k lies in (i, j] */
+        if ((i <= j) ? (i < k && k <= j) : (i < k || k <= j)) continue;
+        mp_reg.v[i] = mp_reg.v[j];
+        mp_reg.v[j].ch = NULL;
+        i = j;
+      }
+    }
+  }
+  uv_rwlock_wrunlock(&mp_reg.lock);
+  return ok;
+}
+
 /* ---- buffers ---- */
 
 static int mp_reserve(mp_buf *b, size_t need) {
@@ -339,7 +453,7 @@ static int mp_send_blocking(nexus_mpsc *ch, const void *h, size_t hn, const void
   return rc;
 }
 
-static int mp_check_handle(const nexus_mpsc *h) { return h && h->magic == MP_MAGIC; }
+static int mp_check_handle(const nexus_mpsc *h) { return mp_reg_valid(h); }
 
 static int mp_c_send(nexus_mpsc *h, const void *hd, size_t hn, const void *b, size_t bn, int flags) {
   if (!mp_check_handle(h)) return NEXUS_EINVAL;
@@ -370,18 +484,25 @@ int nexus_mpsc_send_boolean(nexus_mpsc *h, int v, int flags) {
   return mp_c_send(h, hd, sizeof hd, NULL, 0, flags);
 }
 
+/* One more handle of a live channel (a sender that may be on another
+ * thread, with its reference); NULL on ENOMEM. */
+static nexus_mpsc *mp_new_handle(nexus_mpsc *ch) {
+  if (mp_reg_issue(ch) != 0) return NULL;
+  uv_mutex_lock(&ch->mu);
+  ch->senders++;
+  ch->remote++;
+  ch->refs++;
+  uv_mutex_unlock(&ch->mu);
+  return ch;
+}
+
 nexus_mpsc *nexus_mpsc_sender_clone(nexus_mpsc *h) {
   if (!mp_check_handle(h)) return NULL;
-  uv_mutex_lock(&h->mu);
-  h->senders++;
-  h->remote++;
-  h->refs++;
-  uv_mutex_unlock(&h->mu);
-  return h;
+  return mp_new_handle(h);
 }
 
 void nexus_mpsc_sender_close(nexus_mpsc *h) {
-  if (mp_check_handle(h)) mp_sender_close(h, 1, 1);
+  if (mp_reg_take(h)) mp_sender_close(h, 1, 1);
 }
 
 /* A task of the receiver's runtime: push, or wait in the FIFO while full.
@@ -571,8 +692,16 @@ static int l_mpsc_recv(lua_State *L) {
 static int l_mpsc_clone(lua_State *L) {
   mp_sender *s = mp_check_sender(L, 1, "tx:clone");
   if (!s->open) return luaL_error(L, "tx:clone: the sender is closed");
-  nexus_mpsc_sender_clone(s->ch);
-  mp_push_sender(L, s->ch, s->cap);
+  /* The userdata first: if its allocation raises, nothing was counted. A
+   * clone is a sender of this thread: it is not a handle, and not remote
+   * (it used to count as remote and never stopped counting, keeping the
+   * async handle referenced while the receiver waited). */
+  nexus_mpsc *ch = s->ch;
+  mp_push_sender(L, ch, s->cap);
+  uv_mutex_lock(&ch->mu);
+  ch->senders++;
+  ch->refs++;
+  uv_mutex_unlock(&ch->mu);
   return 1;
 }
 
@@ -655,29 +784,46 @@ static int l_mpsc_handle(lua_State *L) {
   mp_sender *s = mp_check_sender(L, 1, "tx:handle");
   if (!s->open) return luaL_error(L, "tx:handle: the sender is closed");
   nexus_mpsc *ch = s->ch;
-  lua_pushlightuserdata(L, nexus_mpsc_sender_clone(ch));
+  if (!mp_new_handle(ch)) return luaL_error(L, "tx:handle: out of memory");
+  lua_pushlightuserdata(L, ch);
   /* The receiver may be waiting already: now another thread may wake it. */
   if (mp_on_rx_thread(ch) && ch->rx_task) uv_ref((uv_handle_t *)&ch->async);
   return 1;
 }
 
-static nexus_mpsc *mp_to_handle(lua_State *L, int idx, const char *fname) {
-  nexus_mpsc *h = NULL;
-  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) {
-    h = lua_touserdata(L, idx);
-  } else if (lua_type(L, idx) == LUA_TNUMBER) {
-    h = (nexus_mpsc *)(uintptr_t)lua_tonumber(L, idx);
-  } else {
-    luaL_error(L, "%s: expected a channel handle (from tx:handle()), got %s", fname, luaL_typename(L, idx));
+#define MP_NOT_LIVE "%s: not a live channel handle (not from tx:handle(), or already taken over or closed)"
+
+/* The handle at idx (a light userdata, or its address as a number), not
+ * yet looked up: nothing is read through it here. */
+static nexus_mpsc *mp_handle_arg(lua_State *L, int idx, const char *fname) {
+  if (lua_type(L, idx) == LUA_TLIGHTUSERDATA) return lua_touserdata(L, idx);
+  if (lua_type(L, idx) == LUA_TNUMBER) {
+    lua_Number n = lua_tonumber(L, idx);
+    if (n >= 0 && n < 18446744073709551616.0) return (nexus_mpsc *)(uintptr_t)n;
+    luaL_error(L, MP_NOT_LIVE, fname);
   }
-  if (!mp_check_handle(h)) luaL_error(L, "%s: not a live channel handle", fname);
+  luaL_error(L, "%s: expected a channel handle (from tx:handle()), got %s", fname, luaL_typename(L, idx));
+  return NULL;
+}
+
+static nexus_mpsc *mp_to_handle(lua_State *L, int idx, const char *fname) {
+  nexus_mpsc *h = mp_handle_arg(L, idx, fname);
+  if (!mp_check_handle(h)) luaL_error(L, MP_NOT_LIVE, fname);
   return h;
 }
 
-/* core.mpsc_sender(h) -> tx: takes over the handle's sender. */
+/* core.mpsc_sender(h) -> tx: takes over the handle's sender (and ends the
+ * handle: a second mpsc.sender(h) is refused). */
 static int l_mpsc_sender(lua_State *L) {
-  nexus_mpsc *h = mp_to_handle(L, 1, "mpsc.sender");
-  mp_push_sender(L, h, h->cap)->remote = 1;
+  nexus_mpsc *h = mp_handle_arg(L, 1, "mpsc.sender");
+  /* The userdata first: an allocation error must not lose the handle. */
+  mp_sender *s = mp_push_sender(L, NULL, 0);
+  s->open = 0;                   /* its __gc has nothing to close yet */
+  if (!mp_reg_take(h)) return luaL_error(L, MP_NOT_LIVE, "mpsc.sender");
+  s->open = 1;
+  s->ch = h;
+  s->cap = h->cap;
+  s->remote = 1;
   return 1;
 }
 
