@@ -243,8 +243,10 @@ static int l_rt_stats(lua_State *L) {
 
 /* ---- tasks ---- */
 
-static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
-  nx_handle *h = lua_newuserdata(L, sizeof *h);
+/* Makes the userdata on top of L (h) the handle of t. Allocates nothing,
+ * so a GC step (and a finalizer that raises in it) cannot come between
+ * the task and its handle. */
+static void nx_bind_handle(lua_State *L, nx_handle *h, nx_rt *rt, nx_task *t) {
   h->id = t->id;
   h->rt_serial = rt->serial;
   h->slot = t->slot;
@@ -256,6 +258,10 @@ static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
   if (t->flags & NX_F_POOLED) return;   /* its slot is reused: no canonical handle */
   lua_pushvalue(L, -1);
   nx_ctl_set(rt, L, NX_CTL_HANDLES, t->slot);
+}
+
+static void nx_push_handle(lua_State *L, nx_rt *rt, nx_task *t) {
+  nx_bind_handle(L, lua_newuserdata(L, sizeof(nx_handle)), rt, t);
 }
 
 /* A full userdata of a handle's size carrying the handle's tag. Checking
@@ -363,14 +369,19 @@ static int l_spawn(lua_State *L) {
     return nx_error(L, "nexus.spawn: expected a function, got %s", luaL_typename(L, 1));
   if (!rt) rt = nx_no_task(L, "nexus.spawn");
   int nargs = lua_gettop(L) - 1;
+  /* Every allocation before the task exists: a GC step they run may call
+   * a finalizer that raises, and a spawn that raises must have made no
+   * task (else it would run while its spawner saw an error). */
+  nx_handle *h = lua_newuserdata(L, sizeof *h);
+  lua_insert(L, 1);
   nx_task *t;
   if (nargs <= 1 && rt->qn >= NX_DEFER_AT) {   /* its coroutine is made when it first runs */
     if (!(t = nx_task_new(rt, L))) return nx_error(L, "nexus.spawn: out of memory");
     nx_task_defer(rt, L, t, nargs);
   } else {
-    t = nx_spawn_top(L, rt, 1, "nexus.spawn");
+    t = nx_spawn_top(L, rt, 2, "nexus.spawn");
   }
-  nx_push_handle(L, rt, t);
+  nx_bind_handle(L, h, rt, t);
   return 1;
 }
 
