@@ -82,6 +82,40 @@ static int bc_other_rt(const nexus_bchan *ch, const nx_rt *rt) {
   return rt && ch->rt && ch->rt != rt && !ch->rt->closed;
 }
 
+/* ---- claims held by tasks ----
+ *
+ * A claim a task got (claim_wait) is linked into the task's list (next_,
+ * prev_ are free once a claim is no longer waiting; task_ names the
+ * holder), so that aborting the task gives its room back at once: the
+ * claim object is reachable from the dead coroutine only until a GC. */
+
+static void bc_hold(nexus_bclaim *c, nx_task *t) {
+  c->task_ = t;
+  c->prev_ = NULL;
+  c->next_ = t->claims;
+  if (t->claims) t->claims->prev_ = c;
+  t->claims = c;
+}
+
+static void bc_unhold(nexus_bclaim *c) {
+  nx_task *t = c->task_;
+  if (!t) return;
+  if (c->prev_) c->prev_->next_ = c->next_;
+  else t->claims = c->next_;
+  if (c->next_) c->next_->prev_ = c->prev_;
+  c->next_ = c->prev_ = NULL;
+  c->task_ = NULL;
+}
+
+void nx_bchan_task_ended(nx_task *t) {
+  nexus_bclaim *c;
+  int drop = t->end != NX_END_OK;
+  while ((c = t->claims)) {
+    bc_unhold(c);
+    if (drop && c->st_ == BC_CLAIMED) nexus_bchan_abort(c);
+  }
+}
+
 /* A granted task took its grant: its wait is over. */
 static void bc_taken(nx_task *t, nexus_bclaim *c) {
   if (t && t->wobj == c) {
@@ -201,6 +235,7 @@ int nexus_bchan_claim(nexus_bchan *ch, size_t n, nexus_bclaim *c) {
 
 int nexus_bchan_commit(nexus_bclaim *c) {
   if (!c || c->st_ != BC_CLAIMED) return NEXUS_EINVAL;
+  bc_unhold(c);
   nexus_bchan *ch = c->ch_;
   bc_hdr *h = bc_at(ch, c->off_);
   bc_clear_claim(c);
@@ -220,6 +255,7 @@ int nexus_bchan_commit(nexus_bclaim *c) {
 
 int nexus_bchan_abort(nexus_bclaim *c) {
   if (!c || c->st_ != BC_CLAIMED) return NEXUS_EINVAL;
+  bc_unhold(c);
   nexus_bchan *ch = c->ch_;
   uint32_t off = c->off_, rec = bc_rec(c->len);
   bc_clear_claim(c);
@@ -257,16 +293,19 @@ static void bc_claim_cancel(nx_rt *rt, nx_task *t) {
 
 int nx_bchan_claim_wait(nexus_bchan *ch, uint32_t n, nexus_bclaim *c, int wait) {
   if (c->st_ == BC_GRANTED) {            /* granted: the room is reserved */
-    bc_taken(c->task_, c);
+    nx_task *t = c->task_;
+    bc_taken(t, c);
     c->task_ = NULL;
     c->st_ = BC_CLAIMED;
+    if (t) bc_hold(c, t);
     return NX_OK;
   }
   nx_rt *rt = nx_cur_rt;
   if (bc_other_rt(ch, rt)) return NX_B_OTHERRT;
-  int rc = nexus_bchan_claim(ch, n, c);
-  if (rc != NEXUS_EAGAIN || !wait) return rc;
   nx_task *t = rt ? nx_running(rt) : NULL;
+  int rc = nexus_bchan_claim(ch, n, c);
+  if (rc == 0 && t) bc_hold(c, t);
+  if (rc != NEXUS_EAGAIN || !wait) return rc;
   if (!t) return NX_E_NOTASK;
   if ((rc = bc_bind(ch, rt)) != 0) return rc;
   nx_wait(rt, bc_claim_cancel, c);
@@ -402,16 +441,28 @@ void nx_bchan_rx_drop(nexus_bchan *ch) {
   nexus_bchan_unref(ch);
 }
 
+void nx_bchan_claim_close(nexus_bclaim *c) {
+  if (c->st_ != BC_WAITING) return;      /* granted: the woken task aborts it */
+  nexus_bchan *ch = c->ch_;
+  nx_task *t = c->task_;
+  bc_unlink(ch, c);
+  bc_clear_claim(c);
+  nx_task_wake(ch->rt, t, NX_WAKE_OK);
+  bc_serve(ch);                          /* the claims behind it may fit */
+}
+
 /* Finalizers of Lua claim and message objects: a claim dropped without
  * commit gives its room back, a message dropped unreleased frees its room. */
 void nx_bchan_claim_gc(nexus_bclaim *c) {
   if (c->st_ == BC_WAITING) {
     bc_unlink(c->ch_, c);
     bc_clear_claim(c);
-  } else if (c->st_ == BC_GRANTED || c->st_ == BC_CLAIMED) {
+  } else if (c->st_ == BC_GRANTED) {     /* task_: the granted waiter */
     bc_taken(c->task_, c);
     c->task_ = NULL;
     c->st_ = BC_CLAIMED;
+    nexus_bchan_abort(c);
+  } else if (c->st_ == BC_CLAIMED) {     /* task_: its holder, if any */
     nexus_bchan_abort(c);
   }
 }
@@ -435,6 +486,7 @@ typedef struct nx_bchan_api {
   int (*state)(const nexus_bchan *ch);
   void (*claim_gc)(nexus_bclaim *c);
   void (*msg_gc)(nexus_bmsg *m);
+  void (*claim_close)(nexus_bclaim *c);
 } nx_bchan_api;
 
 static const nx_bchan_api nx_bchan_api_table = {
@@ -443,7 +495,7 @@ static const nx_bchan_api nx_bchan_api_table = {
     nexus_bchan_ref, nexus_bchan_unref },
   nx_bchan_new, nx_bchan_tx_add, nx_bchan_tx_close, nx_bchan_tx_drop, nx_bchan_rx_close, nx_bchan_rx_drop,
   nx_bchan_claim_wait, nx_bchan_recv_wait, nx_bchan_state,
-  nx_bchan_claim_gc, nx_bchan_msg_gc,
+  nx_bchan_claim_gc, nx_bchan_msg_gc, nx_bchan_claim_close,
 };
 
 void nx_bchan_open(lua_State *L) {

@@ -55,6 +55,14 @@ int nx_bchan_claim_wait(nexus_bchan *ch, uint32_t n, nexus_bclaim *c, int wait);
 int nx_bchan_recv_wait(nexus_bchan *ch, nexus_bmsg *m, int wait);
 int nx_bchan_state(const nexus_bchan *ch);
 void nx_bchan_claim_gc(nexus_bclaim *c);         /* finalizer of a Lua claim object */
+/* A sender object closed: the claims of waits made through it (Lua keeps
+ * the list) give up: each one still waiting is unlinked and its task woken
+ * (it then finds the claim idle and returns nil, "closed"). */
+void nx_bchan_claim_close(nexus_bclaim *c);
+/* A task ended (rt.c): claims it holds uncommitted are aborted if it was
+ * aborted or failed (its room comes back at once, not at the next GC);
+ * after a normal return they stay claimed, with no owner. */
+void nx_bchan_task_ended(nx_task *t);
 void nx_bchan_msg_gc(nexus_bmsg *m);             /* finalizer of a Lua message object */
 
 void nx_bchan_open(lua_State *L);

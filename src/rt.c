@@ -1,5 +1,6 @@
 /* rt.c - the executor: task records, ready queue, waits, the loop. */
 #include "rt.h"
+#include "bchan.h"
 #include "cancel.h"
 
 #include <assert.h>
@@ -257,6 +258,7 @@ static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->dl = NULL;
   t->ndl = 0;
   t->guards = NULL;
+  t->claims = NULL;
   rt->alive++;
   rt->st.spawned++;
 }
@@ -613,6 +615,7 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   t->state = NX_DONE;
   rt->alive--;
   if (t->guards) nx_guards_fire(t);
+  if (t->claims) nx_bchan_task_ended(t);
   if (t->joiner) {
     nx_task *j = t->joiner;
     t->joiner = NULL;

@@ -77,6 +77,7 @@ struct nx_task {
   uint16_t ndl;                 /* timeout levels */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
   struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
+  struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
 };
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */

@@ -51,6 +51,7 @@ typedef struct nx_bchan_api {
   int (*state)(const nexus_bchan *ch);
   void (*claim_gc)(nexus_bclaim *c);
   void (*msg_gc)(nexus_bmsg *m);
+  void (*claim_close)(nexus_bclaim *c);
 } nx_bchan_api;
 ]]
 
@@ -190,13 +191,34 @@ local function check_size(fname, tx, n)
   end
 end
 
+-- The claims waiting for room through tx (a set, made at the first wait):
+-- tx:close() makes them give up. Weak: a wait abandoned by an abort or a
+-- timeout leaves its claim there, idle (closing skips it), until it is
+-- collected.
+local WEAK_KEYS = { __mode = "k" }
+local function wait_through(tx, c, fname)
+  local w = tx._waits
+  if not w then
+    w = setmetatable({}, WEAK_KEYS)
+    tx._waits = w
+  end
+  w[c] = true
+  suspend(fname)
+  w[c] = nil
+end
+
 -- The slow path of a claim: adopt the main chunk, wait for room, or fail.
 local function claim_slow(tx, n, c, rc, fname)
   while true do
     if rc == OK then
       return c
     elseif rc == AGAIN then
-      suspend(fname)
+      wait_through(tx, c, fname)
+      if not tx._open then                -- closed while this waited
+        if b_claim_wait(tx._ch, n, c, 0) == OK then b_abort(c) end   -- a grant: give it back
+        free_claim(c)
+        return nil, "closed"
+      end
     elseif rc == EPIPE then
       free_claim(c)
       return nil, "closed"
@@ -207,11 +229,6 @@ local function claim_slow(tx, n, c, rc, fname)
       fail(fname, rc, 3)
     end
     rc = b_claim_wait(tx._ch, n, c, 1)
-    if rc == OK and not tx._open then   -- the sender was closed while this waited
-      b_abort(c)
-      free_claim(c)
-      return nil, "closed"
-    end
   end
 end
 
@@ -286,6 +303,10 @@ end
 function Tx.close(tx)
   if not tx._open then return end
   tx._open = false
+  local w = tx._waits
+  if w then
+    for c in pairs(w) do B.claim_close(c) end   -- wakes them: they see _open false
+  end
   B.tx_close(tx._ch)
   gc(tx._ch, B.pub.unref)     -- keep the memory until the handle goes
 end
