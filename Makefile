@@ -4,6 +4,7 @@
 #   make run             build, then build/bin/nexus examples/hello.lua
 #   make test            build, then luajit spec/run.lua (one process per spec)
 #   make bench           build, then bash bench/run.sh
+#   make fuzz            build the libFuzzer harness, fuzz FUZZ_SECONDS (60)
 #   make install         cmake --install build [PREFIX=/usr/local]
 #   make install-rock    luarocks make the rockspec [ROCKS_TREE=dir]
 #   make clean
@@ -53,7 +54,13 @@ NEXUS_ENV += \
 	UBSAN_OPTIONS='$(UBSAN_OPTIONS)'
 endif
 
-.PHONY: all deps build run test bench install install-rock clean
+# The fuzzer (docs/fuzzing.md): clang with libFuzzer, ASan and UBSan, built
+# into build-fuzz/; FUZZ_SECONDS bounds the run.
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD ?= build-fuzz
+FUZZ_PACKAGES := clang libclang-rt-14-dev
+
+.PHONY: all deps build run test bench install install-rock clean fuzz
 
 all: build
 
@@ -79,6 +86,21 @@ run: build
 test: build
 	$(NEXUS_ENV) $(LUAJIT) spec/run.lua
 
+fuzz: deps
+	@missing=""; \
+	for p in $(FUZZ_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
+	    || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "fuzz: installing$$missing"; \
+	  $(SUDO) apt-get update && \
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
+	fi
+	cmake -S . -B '$(FUZZ_BUILD)' -DCMAKE_C_COMPILER=clang -DNEXUS_FUZZ=ON -DSANITIZE=address,undefined
+	cmake --build '$(FUZZ_BUILD)' -j$(JOBS) --target nexus_fuzz
+	bash fuzz/run.sh '$(FUZZ_BUILD)/bin/nexus_fuzz' '$(FUZZ_SECONDS)'
+
 bench: build
 	$(NEXUS_ENV) bash bench/run.sh
 
@@ -94,4 +116,4 @@ install-rock: deps
 	luarocks --lua-version=5.1 $(if $(ROCKS_TREE),--tree='$(ROCKS_TREE)') make $(ROCKSPEC)
 
 clean:
-	rm -rf build build-san build.luarocks '$(BUILD)'
+	rm -rf build build-san build-fuzz build.luarocks '$(BUILD)'
