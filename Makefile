@@ -5,6 +5,8 @@
 #   make test            build, then luajit spec/run.lua (one process per spec)
 #   make bench           build, then bash bench/run.sh
 #   make fuzz            build the libFuzzer harness, fuzz FUZZ_SECONDS (60)
+#   make valgrind        memcheck over a subset of the specs (VALGRIND=1 for all)
+#   make soak            10 minutes of mixed load, RSS and fds sampled (not in CI)
 #   make install         cmake --install build [PREFIX=/usr/local]
 #   make install-rock    luarocks make the rockspec [ROCKS_TREE=dir]
 #   make clean
@@ -30,7 +32,6 @@ ABS_BUILD := $(abspath $(BUILD))
 
 DEB_PACKAGES := luajit libluajit-5.1-dev libuv1-dev lua-busted luarocks \
 	lua-luv lua-cqueues lua-copas pkg-config cmake gcc make
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # Environment of the test, run and bench commands: the tree's Lua files and
 # the build's C module come before the system's (";;" keeps the defaults).
@@ -39,6 +40,11 @@ NEXUS_ENV := \
 	NEXUS_BIN='$(ABS_BUILD)/bin/nexus' \
 	LUA_PATH='$(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;;' \
 	LUA_CPATH='$(ABS_BUILD)/lib/?.so;;'
+
+# VALGRIND=1: every spec process under valgrind's memcheck (spec/run.lua).
+ifeq ($(strip $(VALGRIND)),1)
+NEXUS_ENV += NEXUS_VALGRIND=1
+endif
 
 ifneq ($(strip $(SANITIZE)),)
 # The sanitizer runtimes must come first in the process: preload them.
@@ -60,21 +66,12 @@ FUZZ_SECONDS ?= 60
 FUZZ_BUILD ?= build-fuzz
 FUZZ_PACKAGES := clang libclang-rt-14-dev
 
-.PHONY: all deps build run test bench install install-rock clean fuzz
+.PHONY: all deps build run test bench install install-rock clean fuzz valgrind soak
 
 all: build
 
 deps:
-	@missing=""; \
-	for p in $(DEB_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
-	  $(SUDO) apt-get update && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
-	fi
+	@bash tools/apt-ensure.sh $(DEB_PACKAGES)
 
 build: deps
 	cmake -S . -B '$(BUILD)' -DCMAKE_BUILD_TYPE=$(CMAKE_BUILD_TYPE) -DSANITIZE='$(SANITIZE)'
@@ -84,19 +81,27 @@ run: build
 	$(NEXUS_ENV) '$(BUILD)/bin/nexus' examples/hello.lua
 
 test: build
-	$(NEXUS_ENV) $(LUAJIT) spec/run.lua
+	$(if $(filter 1,$(VALGRIND)),@bash tools/apt-ensure.sh valgrind)
+	$(NEXUS_ENV) $(LUAJIT) spec/run.lua $(SPECS)
+
+# memcheck over the specs that exercise most of the C core (a few minutes;
+# the whole suite is make test VALGRIND=1: see docs/testing.md).
+VALGRIND_SPECS ?= spec/task_spec.lua spec/runtime_spec.lua spec/channel_spec.lua \
+	spec/bytes_spec.lua spec/mpsc_spec.lua spec/cancel_spec.lua spec/time_spec.lua \
+	spec/pool_spec.lua spec/tcp_spec.lua spec/udp_spec.lua spec/dns_spec.lua \
+	spec/world_spec.lua spec/thread_spec.lua spec/fuzz_harness_spec.lua \
+	$(wildcard spec/regress_*_spec.lua)
+valgrind:
+	$(MAKE) test VALGRIND=1 SPECS='$(VALGRIND_SPECS)'
+
+# The soak (bench/soak.lua, docs/BENCHMARKS.md): mixed load for
+# SOAK_SECONDS, RSS and descriptors sampled; fails if they grow.
+SOAK_SECONDS ?= 600
+soak: build
+	$(NEXUS_ENV) SOAK_SECONDS=$(SOAK_SECONDS) $(LUAJIT) bench/soak.lua
 
 fuzz: deps
-	@missing=""; \
-	for p in $(FUZZ_PACKAGES); do \
-	  dpkg-query -W -f='$${Status}' "$$p" 2>/dev/null | grep -q 'install ok installed' \
-	    || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "fuzz: installing$$missing"; \
-	  $(SUDO) apt-get update && \
-	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y $$missing; \
-	fi
+	@bash tools/apt-ensure.sh $(FUZZ_PACKAGES)
 	cmake -S . -B '$(FUZZ_BUILD)' -DCMAKE_C_COMPILER=clang -DNEXUS_FUZZ=ON -DSANITIZE=address,undefined
 	cmake --build '$(FUZZ_BUILD)' -j$(JOBS) --target nexus_fuzz
 	bash fuzz/run.sh '$(FUZZ_BUILD)/bin/nexus_fuzz' '$(FUZZ_SECONDS)'

@@ -88,7 +88,11 @@ end
 
 local self = arg[0]
 local luajit = os.getenv("NEXUS_LUAJIT") or "luajit"
-local timeout = tonumber(os.getenv("NEXUS_SPEC_TIMEOUT")) or 300
+-- NEXUS_VALGRIND=1 (make test VALGRIND=1, make valgrind): each spec
+-- process runs under valgrind's memcheck; an error it reports fails the
+-- file (exit 99). Processes a spec starts itself are not traced.
+local valgrind = os.getenv("NEXUS_VALGRIND") == "1"
+local timeout = tonumber(os.getenv("NEXUS_SPEC_TIMEOUT")) or (valgrind and 1500 or 300)
 
 local files, extra = {}, {}
 do
@@ -126,6 +130,9 @@ for _, file in ipairs(files) do
   if has_timeout then
     cmd[#cmd + 1] = ("timeout -k 10 %d"):format(timeout)
   end
+  if valgrind then
+    cmd[#cmd + 1] = "valgrind --tool=memcheck --error-exitcode=99 --leak-check=no -q"
+  end
   cmd[#cmd + 1] = shquote(luajit) .. " " .. shquote(self) .. " --child " .. shquote(result)
   for _, a in ipairs(extra) do cmd[#cmd + 1] = shquote(a) end
   cmd[#cmd + 1] = shquote(file)
@@ -150,6 +157,7 @@ for _, file in ipairs(files) do
   elseif how ~= "exit" or code ~= 0 then
     if fl + e == 0 then
       why = how == "signal" and ("killed by signal " .. code .. " after its tests")
+        or (valgrind and code == 99) and "valgrind reported errors (see above)"
         or ("exited with status " .. code .. " after its tests passed")
       fl = fl + 1
     end
