@@ -47,6 +47,14 @@ end
 
 ---------------------------------------------------------------- channels
 
+-- A received byte message as the number it carries (released), or nil, err.
+local function bytes_value(m, err)
+  if not m then return nil, err end
+  local s = m:string()
+  m:release()
+  return tonumber(s)
+end
+
 -- The three kinds behind one face: send(v) / recv() / try_* with numbers.
 local kinds = {
   chan = {
@@ -60,20 +68,8 @@ local kinds = {
     new = function(cap) return nexus.channel.bytes(cap * 8) end,
     send = function(tx, v) return tx:send(tostring(v)) end,
     try_send = function(tx, v) return tx:try_send(tostring(v)) end,
-    recv = function(rx)
-      local m, err = rx:recv()
-      if not m then return nil, err end
-      local s = m:string()
-      m:release()
-      return tonumber(s)
-    end,
-    try_recv = function(rx)
-      local m, err = rx:try_recv()
-      if not m then return nil, err end
-      local s = m:string()
-      m:release()
-      return tonumber(s)
-    end,
+    recv = function(rx) return bytes_value(rx:recv()) end,
+    try_recv = function(rx) return bytes_value(rx:try_recv()) end,
   },
   mpsc = {
     new = function(cap) return nexus.channel.mpsc(cap) end,

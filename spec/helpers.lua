@@ -102,6 +102,13 @@ function M.luajit_script(src, ...)
   return M.sh(table.concat(parts, " ")), file
 end
 
+-- Runs a script under plain luajit (luajit_script) and also returns a
+-- description of how it ended, for assertion messages.
+function M.luajit_show(src, ...)
+  local r = M.luajit_script(src, ...)
+  return r, ("rc %s\n--- stdout\n%s--- stderr\n%s"):format(tostring(r.rc), r.out, r.err)
+end
+
 -- Counts plain (non-pattern) occurrences of needle in s.
 function M.count(s, needle)
   local n, i = 0, 1

@@ -8,10 +8,7 @@
 local dir = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
 local H = dofile(dir .. "helpers.lua")
 
-local function run(src)
-  local r = H.luajit_script(src)
-  return r, ("rc %s\n--- stdout\n%s--- stderr\n%s"):format(tostring(r.rc), r.out, r.err)
-end
+local run = H.luajit_show
 
 describe("regress: nexus calls inside __gc finalizers", function()
   after_each(H.cleanup)

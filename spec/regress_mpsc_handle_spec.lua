@@ -7,10 +7,7 @@
 local dir = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
 local H = dofile(dir .. "helpers.lua")
 
-local function run(src)
-  local r = H.luajit_script(src)
-  return r, ("rc %s\n--- stdout\n%s--- stderr\n%s"):format(tostring(r.rc), r.out, r.err)
-end
+local run = H.luajit_show
 
 local NOT_LIVE = "not a live channel handle (not from tx:handle(), or already taken over or closed)"
 
