@@ -364,10 +364,12 @@ static int l_read_until(lua_State *L) {
   s->rneed = max + dl + (strip_cr ? 1 : 0);
   s->scan = 0;
   size_t found = nx_avail(s) ? nx_satisfies(s) : 0;
-  if (found) {
+  if (found && found != (size_t)-1) {
     size_t len = found - 1;
     int cr = strip_cr && len > 0 && s->buf[s->head + len - 1] == '\r';
-    if (found != (size_t)-1 && len - cr <= max) return nx_push_consume(L, s, len - cr, dl + cr);
+    if (len - cr <= max) return nx_push_consume(L, s, len - cr, dl + cr);
+  }
+  if (found) {
     lua_pushnil(L);                     /* stays buffered */
     lua_pushliteral(L, "too long");
     return 2;
