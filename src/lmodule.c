@@ -974,11 +974,14 @@ static int l_current_runtime(lua_State *L) {
   return 1;
 }
 
-/* core._runtime_slots(): how long the serial -> runtime table is (the
- * most runtimes alive at once in this thread), for the specs. */
+/* core._runtime_slots() -> length, live: how long the serial -> runtime
+ * table is (the most runtimes alive at once in this thread), and how many
+ * runtime structs it holds now (not yet freed), for the specs. */
 static int l_runtime_slots(lua_State *L) {
-  lua_pushinteger(L, (lua_Integer)nx_rt_slots());
-  return 1;
+  uint32_t live;
+  lua_pushinteger(L, (lua_Integer)nx_rt_slots(&live));
+  lua_pushinteger(L, (lua_Integer)live);
+  return 2;
 }
 
 /* core.last_interrupt(): the signal that last interrupted a runtime, or 0. */

@@ -32,7 +32,12 @@ nx_rt *nx_rt_of(uint64_t serial) {
   return i < nx_nrts && nx_rts[i].gen == (uint32_t)(serial >> 32) ? nx_rts[i].rt : NULL;
 }
 
-uint32_t nx_rt_slots(void) { return nx_nrts; }
+uint32_t nx_rt_slots(uint32_t *live) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < nx_nrts; i++) n += nx_rts[i].rt != NULL;
+  *live = n;
+  return nx_nrts;
+}
 
 static int nx_rt_register(nx_rt *rt) {
   uint32_t i;

@@ -167,7 +167,7 @@ extern NX_TLS nx_rt *nx_cur_rt;
 
 nx_rt *nx_rt_new(void);
 void nx_rt_ref(nx_rt *rt);                       /* keeps the struct (not the loop) */
-uint32_t nx_rt_slots(void);                      /* length of the serial table */
+uint32_t nx_rt_slots(uint32_t *live);            /* length of the serial table; *live: runtimes in it */
 nx_rt *nx_rt_of(uint64_t serial);                /* the live runtime of that serial, or NULL */
 void nx_rt_unref(nx_rt *rt);                     /* frees at zero refs */
 void nx_own(nx_rt *rt, nx_owned *o);             /* closed by nx_rt_close */

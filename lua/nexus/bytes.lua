@@ -75,9 +75,19 @@ local RXCLOSED, TXCLOSED, DRAINED = 1, 2, 4
 local MSG_HELD = 1
 local MAX_CAPACITY = 2 ^ 30
 
--- chan_ptr(p) makes a new pointer cdata (ffi.cast to the same type would
--- hand back p itself): each handle needs its own, for its own finalizer.
 local chan_ptr = ffi.typeof("nexus_bchan *")
+
+-- Each end's finalizer sits on a box of its own (a one-element array):
+-- pointer cdata are immutable, and the JIT may make two of the same value
+-- one object (CSE), so ffi.gc on the sender's and the receiver's pointer
+-- gave both ends one object with one finalizer: the receiver was never
+-- dropped (its channel, and the runtime it references, leaked; a collected
+-- receiver did not close the channel). A mutable array is never merged.
+local box_t = ffi.typeof("nexus_bchan *[1]")
+local function end_box(ch, fin) return gc(box_t(ch), fin) end
+local function tx_fin(box) B.tx_drop(box[0]) end
+local function rx_fin(box) B.rx_drop(box[0]) end
+local function unref_fin(box) B.pub.unref(box[0]) end
 
 local M = {}
 
@@ -178,7 +188,7 @@ local Tx = {}
 Tx.__index = Tx
 
 local function new_tx(ch, cap)
-  return setmetatable({ _ch = gc(chan_ptr(ch), B.tx_drop), _cap = cap, _open = true }, Tx)
+  return setmetatable({ _ch = ch, _box = end_box(ch, tx_fin), _cap = cap, _open = true }, Tx)
 end
 
 local function check_size(fname, tx, n)
@@ -308,7 +318,7 @@ function Tx.close(tx)
     for c in pairs(w) do B.claim_close(c) end   -- wakes them: they see _open false
   end
   B.tx_close(tx._ch)
-  gc(tx._ch, B.pub.unref)     -- keep the memory until the handle goes
+  gc(tx._box, unref_fin)      -- keep the memory until the handle goes
 end
 
 function Tx.is_closed(tx)
@@ -408,7 +418,7 @@ function M.new(capacity)
   end
   local ch = B.create(capacity)
   if ch == nil then raise(fname, "out of memory", 2) end
-  local rx = setmetatable({ _ch = gc(chan_ptr(ch), B.rx_drop), _cap = capacity,
+  local rx = setmetatable({ _ch = ch, _box = end_box(ch, rx_fin), _cap = capacity,
                             _m = gc(msg_t(), B.msg_gc) }, Rx)
   return new_tx(ch, capacity), rx
 end
