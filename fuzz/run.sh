@@ -13,7 +13,7 @@ mkdir -p "$work/corpus" "$work/crashes"
 # whole run: no leak checking (as in make test SANITIZE=...).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-"$fuzzer" -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 -jobs=1 \
+"$fuzzer" -max_total_time="$secs" -timeout=30 -rss_limit_mb=4096 \
   -print_final_stats=1 -artifact_prefix="$work/crashes/" \
   "$work/corpus" "$root/fuzz/corpus" 2>&1 | tee "$work/log" | grep -E '^#[0-9]+[[:space:]]+(INITED|DONE)|^stat::|ERROR|==[0-9]+==|nexus fuzz|SUMMARY|Test unit written'
 rc=${PIPESTATUS[0]}
