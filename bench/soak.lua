@@ -11,7 +11,8 @@
 --   spawn     every 10 ms, 50 tasks that sleep; half are aborted, the
 --             other half joined
 --   runtimes  between the 1-second slices the main runtime runs in, five
---             runtimes are created, run 20 tasks and a channel, and closed
+--             runtimes are created, run 20 tasks and a channel of each
+--             kind, and closed
 --
 -- The main runtime is driven one second at a time (rt:block_on), its
 -- tasks parked in between. A wrong echo or an out-of-order value stops the
@@ -145,6 +146,13 @@ local function one_runtime()
     for i = 1, 20 do nexus.spawn(function() tx:send(i) end) end
     local s = 0
     for _ = 1, 20 do s = s + rx:recv() end
+    -- the other kinds too: each must let its runtime go when dropped
+    local btx, brx = nexus.channel.bytes(64)
+    local mtx, mrx = nexus.channel.mpsc(4)
+    nexus.spawn(function() btx:send("7"); mtx:send(3) end)
+    local m = brx:recv()
+    s = s + tonumber(m:string()) + mrx:recv() - 10
+    m:release()
     nexus.spawn(function() nexus.sleep(60) end)   -- left alive: closed with it
     return s
   end)

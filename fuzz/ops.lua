@@ -20,7 +20,8 @@
 -- * every waiter is woken by close: once every sender is closed and every
 --   token cancelled, all tasks end (rt:shutdown_quiesce finds none left);
 -- * every task has ended after rt:close(), and every handle says finished;
--- * the process's open descriptors are back to their count at the start.
+-- * the process's open descriptors are back to their count at the start,
+--   and the runtime's memory is freed (no channel or handle keeps it).
 --
 -- Everything is bounded: at most MAX_OPS operations, sleeps of 0-2 ms,
 -- tasks that send or receive at most 8 values.
@@ -96,8 +97,11 @@ end
 
 ---------------------------------------------------------------- one input
 
+local core = require "nexus.core"
+
 local function run1(input, st)
   local fd0 = count_fds()
+  local _, live0 = core._runtime_slots()
   local pos = 0
   local function byte()
     pos = pos + 1
@@ -403,6 +407,10 @@ local function run1(input, st)
   collectgarbage()
   local fd1 = count_fds()
   if fd1 ~= fd0 then violation("open descriptors: %d before, %d after", fd0, fd1) end
+  -- The runtime's memory is freed once nothing references it (a channel
+  -- or a handle that leaked would keep it).
+  local _, live = core._runtime_slots()
+  if live > live0 then violation("%d runtime(s) not freed after close and a full GC", live - live0) end
 end
 
 -- One input; a violation closes the runtime before it is raised, so the
