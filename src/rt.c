@@ -25,7 +25,7 @@ typedef struct nx_rtslot {
   uint32_t next_free;           /* while free: the next free slot, or UINT32_MAX */
 } nx_rtslot;
 static NX_TLS nx_rtslot *nx_rts;
-static NX_TLS uint32_t nx_nrts, nx_rts_free;   /* nx_rts_free: a free slot + 1, or 0 */
+static NX_TLS uint32_t nx_nrts, nx_rts_cap, nx_rts_free;   /* nx_rts_free: a free slot + 1, or 0 */
 
 nx_rt *nx_rt_of(uint64_t serial) {
   uint32_t i = (uint32_t)serial;
@@ -45,11 +45,12 @@ static int nx_rt_register(nx_rt *rt) {
     i = nx_rts_free - 1;
     nx_rts_free = nx_rts[i].next_free == UINT32_MAX ? 0 : nx_rts[i].next_free + 1;
   } else {
-    if ((nx_nrts & (nx_nrts - 1)) == 0) {       /* 0 or a power of two: full */
-      uint32_t n = nx_nrts ? nx_nrts * 2 : 16;
+    if (nx_nrts == nx_rts_cap) {
+      uint32_t n = nx_rts_cap ? nx_rts_cap * 2 : 16;
       nx_rtslot *v = realloc(nx_rts, n * sizeof *v);
       if (!v) return -1;
       nx_rts = v;
+      nx_rts_cap = n;
     }
     i = nx_nrts++;
     nx_rts[i].gen = 0;
