@@ -133,6 +133,11 @@ local function run1(input, st)
     ch.ngot = ch.ngot + 1
   end
 
+  local function record_sent(ch, v)
+    ch.sent[v] = true
+    ch.nsent = ch.nsent + 1
+  end
+
   local function pick(list)
     if #list == 0 then return nil end
     return list[byte() % #list + 1]
@@ -155,8 +160,7 @@ local function run1(input, st)
       local v = pid * 10000 + i
       local ok, err = k.send(tx, v)
       if ok then
-        ch.sent[v] = true
-        ch.nsent = ch.nsent + 1
+        record_sent(ch, v)
       elseif err ~= "closed" then
         violation("%s: send gave %s", ch.name, tostring(err))
       else
@@ -198,8 +202,7 @@ local function run1(input, st)
           ffi.fill(c.ptr, size, 32)          -- spaces: tonumber skips them
           ffi.copy(c.ptr, s, #s)
           if c:commit() then
-            ch.sent[v] = true
-            ch.nsent = ch.nsent + 1
+            record_sent(ch, v)
           end
         else
           c:abort()
@@ -263,8 +266,7 @@ local function run1(input, st)
       local v = next_pid * 10000 + 1
       local ok, err = ch.k.try_send(ch.tx, v)
       if ok then
-        ch.sent[v] = true
-        ch.nsent = ch.nsent + 1
+        record_sent(ch, v)
       elseif err ~= "full" and err ~= "closed" then
         violation("%s: try_send gave %s", ch.name, tostring(err))
       end
