@@ -49,6 +49,7 @@ typedef struct nx_stream {
   size_t scan;                  /* UNTIL: bytes from head searched already */
   char *delim;                  /* UNTIL: a copy (dbuf or malloc'd) */
   size_t dlen;
+  uint8_t rcr;                  /* UNTIL: read_line ("\r" before the "\n" is no content) */
   char dbuf[NX_DELIM_INLINE];
   int rerr;                     /* sticky: UV_EOF or a read error */
   int werr;                     /* sticky write error */
@@ -199,7 +200,13 @@ static size_t nx_satisfies(nx_stream *s) {
     if (p) return (size_t)(p - base) + 1;
     s->scan = lim - s->dlen + 1;              /* a match may start after that */
   }
-  return n >= s->rneed ? (size_t)-1 : 0;
+  if (n >= s->rneed) return (size_t)-1;
+  /* read_line: rneed allows a "\r" after max bytes of content; any other
+   * byte there makes the line too long already (an LF line of max + 1
+   * bytes does not wait for one more byte). */
+  size_t max = s->rneed - s->dlen - 1;
+  if (s->rcr && n > max && base[max] != '\r') return (size_t)-1;
+  return 0;
 }
 
 static int nx_read_start(nx_stream *s);
@@ -362,6 +369,7 @@ static int l_read_until(lua_State *L) {
   /* The record and its delimiter, and for read_line the '\r' before it:
    * max counts the line's content, so a CRLF line of max bytes fits. */
   s->rneed = max + dl + (strip_cr ? 1 : 0);
+  s->rcr = (uint8_t)strip_cr;
   s->scan = 0;
   size_t found = nx_avail(s) ? nx_satisfies(s) : 0;
   if (found && found != (size_t)-1) {
