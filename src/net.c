@@ -133,12 +133,17 @@ lua_Integer nx_net_optint(lua_State *L, int idx, lua_Integer dflt, lua_Integer l
     /* range first: the cast of a NaN or a huge n would be undefined */
     if (n >= (lua_Number)lo && n <= (lua_Number)hi && n == (lua_Number)(lua_Integer)n)
       return (lua_Integer)n;
-    /* The bounds in full (2^52 is no int, and %f would print 4.5e+15). */
-    char los[24], his[24];
+    /* The bounds in full (2^52 is no int, and %f would print 4.5e+15),
+     * and an integral n too: lua_tostring's %.14g prints 2^52 + 1 as
+     * 4.5035996273705e+15, which reads as inside 1..4503599627370496. */
+    char los[24], his[24], got[24];
     snprintf(los, sizeof los, "%lld", (long long)lo);
     snprintf(his, sizeof his, "%lld", (long long)hi);
-    nx_net_error(L, "%s: %s must be an integer in %s..%s, got %s", fname, what, los, his,
-                 lua_tostring(L, idx));
+    if (n > -9.2e18 && n < 9.2e18 && n == (lua_Number)(long long)n)
+      snprintf(got, sizeof got, "%lld", (long long)n);
+    else
+      snprintf(got, sizeof got, "%s", lua_tostring(L, idx));
+    nx_net_error(L, "%s: %s must be an integer in %s..%s, got %s", fname, what, los, his, got);
   } else if (t != LUA_TNIL && t != LUA_TNONE) {
     nx_net_error(L, "%s: %s must be an integer, got %s", fname, what, lua_typename(L, t));
   }
