@@ -90,7 +90,10 @@ local self = arg[0]
 local luajit = os.getenv("NEXUS_LUAJIT") or "luajit"
 -- NEXUS_VALGRIND=1 (make test VALGRIND=1, make valgrind): each spec
 -- process runs under valgrind's memcheck; an error it reports fails the
--- file (exit 99). Processes a spec starts itself are not traced.
+-- file (exit 99). valgrind/host.supp holds the suppressions (system
+-- libraries only). Processes a spec starts itself are not traced unless
+-- NEXUS_VALGRIND_OPTS (more valgrind options, as shell words) says
+-- --trace-children=yes.
 local valgrind = os.getenv("NEXUS_VALGRIND") == "1"
 local timeout = tonumber(os.getenv("NEXUS_SPEC_TIMEOUT")) or (valgrind and 1500 or 300)
 
@@ -132,6 +135,8 @@ for _, file in ipairs(files) do
   end
   if valgrind then
     cmd[#cmd + 1] = "valgrind --tool=memcheck --error-exitcode=99 --leak-check=no -q"
+    cmd[#cmd + 1] = "--suppressions=" .. shquote((self:match("^(.*)/[^/]*$") or ".") .. "/../valgrind/host.supp")
+    cmd[#cmd + 1] = os.getenv("NEXUS_VALGRIND_OPTS")
   end
   cmd[#cmd + 1] = shquote(luajit) .. " " .. shquote(self) .. " --child " .. shquote(result)
   for _, a in ipairs(extra) do cmd[#cmd + 1] = shquote(a) end
