@@ -2,7 +2,7 @@
 -- for the fuzzer: inputs that use each operation of fuzz/ops.lua on each
 -- channel kind, a few mixes, and some pseudo-random ones (fixed seed).
 -- The bytes follow ops.lua's decoding: three capacity bytes, then for each
--- operation its number (0-15) and its argument bytes.
+-- operation its number (0-17) and its argument bytes.
 local dir = arg[1] or ((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "corpus")
 os.execute("mkdir -p '" .. dir .. "'")
 
@@ -14,8 +14,8 @@ end
 
 -- Operation numbers (ops.lua's table, 0-based).
 local PRODUCE, CONSUME, CONSUME_T, ABORT, JOIN, SLEEP, YIELD, TRY_SEND, TRY_RECV,
-      CLOSE_TX, CLOSE_RX, CLAIM, TOKEN, CANCEL, GC, EARLY = 0, 1, 2, 3, 4, 5, 6, 7, 8,
-      9, 10, 11, 12, 13, 14, 15
+      CLOSE_TX, CLOSE_RX, CLAIM, TOKEN, CANCEL, GC, EARLY, DROP_RX, DROP_PRODUCE =
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
 
 local n = 0
 local function seed(name, caps, ops)
@@ -62,4 +62,18 @@ for i = 1, 16 do
   n = n + 1
   write(("%02d-random-%d"):format(n, i), b)
 end
+
+-- Ends left to the collector (ops 16 and 17), after the rest so that the
+-- names above stay as they were.
+for ch = 0, 2 do
+  local k = ({ "chan", "bytes", "mpsc" })[ch + 1]
+  seed(k .. "-drop-tx", { 0, 1, 2 }, { DROP_PRODUCE, ch, 5, CONSUME, ch, 7, YIELD, SLEEP, 1 })
+  seed(k .. "-drop-tx-drained", { 0, 0, 0 }, { DROP_PRODUCE, ch, 7, DROP_PRODUCE, ch, 3, YIELD, GC, 0 })
+  seed(k .. "-drop-rx", { 0, 0, 0 }, { PRODUCE, ch, 7, PRODUCE, ch, 7, YIELD, DROP_RX, ch, 0, GC, 0, YIELD, PRODUCE, ch, 2 })
+  seed(k .. "-drop-rx-consumer", { 0, 0, 0 }, { CONSUME, ch, 7, DROP_RX, ch, 0, PRODUCE, ch, 3, GC, 0, ABORT, 0 })
+end
+seed("drop-mix", { 1, 0, 2 },
+  { DROP_PRODUCE, 0, 7, DROP_PRODUCE, 1, 7, DROP_PRODUCE, 2, 7, CONSUME_T, 0, 3, CONSUME, 1, 2,
+    ABORT, 1, DROP_RX, 2, 0, GC, 1, CLAIM, 3, 1, 1, YIELD, CLOSE_TX, 1, GC, 0, SLEEP, 1 })
+
 print(("fuzz/make_corpus.lua: %d inputs in %s"):format(n, dir))

@@ -9,16 +9,19 @@
 -- holds a byte-channel claim across a wait, a task waiting on a cancel
 -- token; abort, join (under a timeout) and drop tasks; sleep, yield,
 -- nexus.timeout around a receive; try_send/try_recv; close a sender or a
--- receiver; cancel a token; collectgarbage; close the runtime early.
+-- receiver; leave a sender or a receiver to the collector instead of
+-- closing it; cancel a token; collectgarbage; close the runtime early.
 --
 -- Invariants:
 -- * no crash, no sanitizer report (the harness's build), no task error;
 -- * no value received twice, none received that was not sent, each
 --   producer's values received in its order;
--- * no value lost: on a channel whose receiver was never closed, every
---   value whose send returned true is received by the final drain;
--- * every waiter is woken by close: once every sender is closed and every
---   token cancelled, all tasks end (rt:shutdown_quiesce finds none left);
+-- * no value lost: on a channel whose receiver was never closed (nor
+--   dropped), every value whose send returned true is received by the
+--   final drain, also from the senders left to the collector;
+-- * every waiter is woken by close: once every sender is closed (or
+--   collected), every dropped receiver collected and every token
+--   cancelled, all tasks end (rt:shutdown_quiesce finds none left);
 -- * every task has ended after rt:close(), and every handle says finished;
 -- * the process's open descriptors are back to their count at the start,
 --   and the runtime's memory is freed (no channel or handle keeps it).
@@ -32,7 +35,14 @@ pcall(ffi.cdef, "int fcntl(int fd, int cmd, ...);")
 local F_GETFD = 1
 
 local MAX_OPS = 96
-local INJECT = os.getenv("NEXUS_FUZZ_INJECT")   -- spec hook: "drop" loses a value on purpose
+-- The final waits: tries of 1, 2, 4 ... up to 50 ms, a full GC between
+-- two, for SETTLE_TOTAL seconds in all before a violation is reported.
+local SETTLE_TOTAL = 2
+-- Spec hook (spec/fuzz_harness_spec.lua): a fault injected on purpose,
+-- which the checks must report. "drop": the first value received goes
+-- missing from the model; "fd": each input leaves a descriptor open;
+-- "stuck": each input leaves a task waiting on a token nobody cancels.
+local INJECT = os.getenv("NEXUS_FUZZ_INJECT")
 
 local function violation(fmt, ...)
   error("fuzz invariant: " .. fmt:format(...), 0)
@@ -99,9 +109,12 @@ end
 
 local core = require "nexus.core"
 
+local leaked = {}           -- NEXUS_FUZZ_INJECT=fd keeps its files here
+
 local function run1(input, st)
   local fd0 = count_fds()
   local _, live0 = core._runtime_slots()
+  if INJECT == "fd" then leaked[#leaked + 1] = io.open("/dev/null") end
   local pos = 0
   local function byte()
     pos = pos + 1
@@ -154,7 +167,8 @@ local function run1(input, st)
   end
 
   -- Tasks. Each may be aborted at any of its waits.
-  local function producer(ch, tx, pid, n)
+  -- drop: the sender is not closed but left to the collector.
+  local function producer(ch, tx, pid, n, drop)
     local k = ch.k
     for i = 1, n do
       local v = pid * 10000 + i
@@ -167,15 +181,17 @@ local function run1(input, st)
         break
       end
     end
-    tx:close()
+    if not drop then tx:close() end
   end
 
-  local function consumer(ch, n, timed)
+  -- The consumer holds the receiver: dropped (op 16), it is collected
+  -- once the consumer ends.
+  local function consumer(ch, rx, n, timed)
     local k = ch.k
     for _ = 1, n do
       local v, err
       if timed then
-        local ok, a, b = nexus.timeout(0.001, k.recv, ch.rx)
+        local ok, a, b = nexus.timeout(0.001, k.recv, rx)
         if not ok then
           if a ~= "timeout" then violation("%s: timeout gave %s", ch.name, tostring(a)) end
         else
@@ -183,7 +199,7 @@ local function run1(input, st)
           if v == nil and err ~= "closed" then violation("%s: recv gave %s", ch.name, tostring(err)) end
         end
       else
-        v, err = k.recv(ch.rx)
+        v, err = k.recv(rx)
         if v == nil and err ~= "closed" then violation("%s: recv gave %s", ch.name, tostring(err)) end
       end
       if v ~= nil then record_got(ch, v) end
@@ -229,14 +245,14 @@ local function run1(input, st)
     -- 1: a consumer of 1-8 values (one receiver at a time)
     function()
       local ch = pick(chans)
-      if consumer_busy(ch) then return end
-      ch.consumer = spawn("consumer", consumer, ch, byte() % 8 + 1, false)
+      if consumer_busy(ch) or not ch.rx then return end
+      ch.consumer = spawn("consumer", consumer, ch, ch.rx, byte() % 8 + 1, false)
     end,
     -- 2: a consumer whose every recv is under a 1 ms timeout
     function()
       local ch = pick(chans)
-      if consumer_busy(ch) then return end
-      ch.consumer = spawn("consumer", consumer, ch, byte() % 4 + 1, true)
+      if consumer_busy(ch) or not ch.rx then return end
+      ch.consumer = spawn("consumer", consumer, ch, ch.rx, byte() % 4 + 1, true)
     end,
     -- 3: abort a task
     function()
@@ -274,7 +290,7 @@ local function run1(input, st)
     -- 8: try_recv from the root, when no consumer task receives
     function()
       local ch = pick(chans)
-      if consumer_busy(ch) then return end
+      if consumer_busy(ch) or not ch.rx then return end
       local v, err = ch.k.try_recv(ch.rx)
       if v ~= nil then
         record_got(ch, v)
@@ -293,7 +309,7 @@ local function run1(input, st)
     -- 10: close the receiver (queued values are dropped: no loss check)
     function()
       local ch = chans[byte() % #chans + 1]
-      if byte() % 4 ~= 0 then return end      -- rarer than the rest
+      if byte() % 4 ~= 0 or not ch.rx then return end      -- rarer than the rest
       ch.rx:close()
       ch.rx_closed = true
     end,
@@ -324,6 +340,22 @@ local function run1(input, st)
     function()
       if byte() % 8 == 0 then early_close = true end
     end,
+    -- 16: drop the receiver: no close, the collector finalizes it (as
+    -- rx:close: queued values dropped, no loss check) once its consumer
+    -- task, if any, has ended
+    function()
+      local ch = chans[byte() % #chans + 1]
+      if byte() % 4 ~= 0 or not ch.rx then return end      -- rarer than the rest
+      ch.rx = nil
+      ch.rx_closed = true
+    end,
+    -- 17: a producer of 1-8 values that leaves its sender to the collector
+    function()
+      local ch = pick(chans)
+      if ch.tx_closed then return end
+      next_pid = next_pid + 1
+      spawn("producer", producer, ch, ch.tx:clone(), next_pid, byte() % 8 + 1, true)
+    end,
   }
 
   local ok, err = pcall(rt.block_on, rt, function()
@@ -334,6 +366,7 @@ local function run1(input, st)
       chans[i] = { name = name, k = k, tx = tx, rx = rx, cap = cap * 8,
                    sent = {}, got = {}, last = {}, nsent = 0, ngot = 0 }
     end
+    if INJECT == "stuck" then spawn("token", token_waiter, nexus.cancel_token()) end
     for _ = 1, MAX_OPS do
       if pos >= #input or early_close then break end
       ops[byte() % #ops + 1]()
@@ -346,9 +379,23 @@ local function run1(input, st)
 
   if not early_close then
     -- Close every sender and cancel every token: every task must end.
-    -- Then drain what is left; compare with what was sent.
+    -- Then drain what is left; compare with what was sent. Senders left
+    -- to the collector (aborted or dropping producers) and dropped
+    -- receivers close only when finalized, and a task may still hold one
+    -- when a cycle runs: each wait is retried, with full cycles between.
     ok, err = pcall(rt.block_on, rt, function()
-      -- The senders of aborted producers close when collected.
+      local function settle(fn, ...)
+        local step, waited = 0.001, 0
+        while waited < SETTLE_TOTAL do
+          local done, r, e = nexus.timeout(step, fn, ...)
+          if done then return true, r, e end
+          collectgarbage()
+          collectgarbage()
+          waited = waited + step
+          step = math.min(step * 2, 0.05)
+        end
+        return false
+      end
       collectgarbage()
       collectgarbage()
       for _, tok in ipairs(tokens) do tok:cancel() end
@@ -359,13 +406,14 @@ local function run1(input, st)
         end
       end
       for _, ch in ipairs(chans) do
-        if ch.consumer and not ch.consumer:is_finished() then
-          local done, r, e = nexus.timeout(5, ch.consumer.result, ch.consumer)
+        local c = ch.consumer
+        if c and not c:is_finished() then
+          local done, r, e = settle(c.result, c)
           if not done then violation("%s: a consumer did not end once every sender closed", ch.name) end
           if r == false and e ~= "aborted" then error(e, 0) end
         end
         if not ch.rx_closed then
-          local drained = nexus.timeout(5, function()
+          local drained = settle(function()
             while true do
               local v, e = ch.k.recv(ch.rx)
               if v == nil then
@@ -376,6 +424,17 @@ local function run1(input, st)
             end
           end)
           if not drained then violation("%s: the drain never saw closed (a sender left open?)", ch.name) end
+        end
+      end
+      -- Producers blocked on a channel whose receiver was dropped wake
+      -- when it is finalized; a task's error is a violation.
+      for _, t in ipairs(tasks) do
+        if not t.h:is_finished() then
+          local done, r, e = settle(t.h.result, t.h)
+          if not done then
+            violation("a %s task did not end once every sender was closed, every receiver dropped and every token cancelled", t.kind)
+          end
+          if r == false and e ~= "aborted" then error(e, 0) end
         end
       end
     end)

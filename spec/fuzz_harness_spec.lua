@@ -1,7 +1,8 @@
 -- The fuzzer's driver (fuzz/ops.lua) over the seed corpus, under the
 -- normal build (no libFuzzer): every seed runs clean, the driver's checks
--- fire when a value goes missing on purpose (NEXUS_FUZZ_INJECT=drop), and
--- the corpus generator reproduces the committed corpus.
+-- fire on a fault injected on purpose (NEXUS_FUZZ_INJECT: a value lost, a
+-- descriptor left open, a waiter never woken), and the corpus generator
+-- reproduces the committed corpus.
 local dir = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./")
 local H = dofile(dir .. "helpers.lua")
 local ROOT = (debug.getinfo(1, "S").source:match("^@(.*)/spec/[^/]*$")) or "."
@@ -35,6 +36,20 @@ describe("fuzz driver", function()
     local r = replay("NEXUS_FUZZ_INJECT=drop", corpus())
     assert.are.equal(1, r.rc, r.out .. r.err)
     assert.matches("fuzz invariant: %a+: value %d+ was sent but never received", r.out)
+  end)
+
+  it("reports a descriptor left open", function()
+    local files = corpus()
+    local r = replay("NEXUS_FUZZ_INJECT=fd", { files[1], files[#files] })
+    assert.are.equal(1, r.rc, r.out .. r.err)
+    assert.are.equal(2, H.count(r.out, "fuzz invariant: open descriptors: "), r.out)
+    assert.matches("open descriptors: %d+ before, %d+ after", r.out)
+  end)
+
+  it("reports a waiter that close never wakes", function()
+    local r = replay("NEXUS_FUZZ_INJECT=stuck", { corpus()[1] })
+    assert.are.equal(1, r.rc, r.out .. r.err)
+    assert.matches("fuzz invariant: a token task did not end once every sender was closed", r.out)
   end)
 
   it("fuzz/make_corpus.lua writes the committed corpus", function()
