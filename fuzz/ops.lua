@@ -43,6 +43,12 @@ local SETTLE_TOTAL = 2
 -- missing from the model; "fd": each input leaves a descriptor open;
 -- "stuck": each input leaves a task waiting on a token nobody cancels.
 local INJECT = os.getenv("NEXUS_FUZZ_INJECT")
+-- NEXUS_FUZZ_TRACE=1: print each operation decoded, with its argument
+-- bytes (fuzz/replay.lua; to turn a crash input into a Lua script).
+local TRACE = os.getenv("NEXUS_FUZZ_TRACE") == "1"
+local OP_NAMES = { "produce", "consume", "consume_timed", "abort", "join", "sleep",
+  "yield", "try_send", "try_recv", "close_tx", "close_rx", "claim", "token",
+  "cancel", "collect", "close_early", "drop_rx", "produce_dropping" }
 
 local function violation(fmt, ...)
   error("fuzz invariant: " .. fmt:format(...), 0)
@@ -367,9 +373,20 @@ local function run1(input, st)
                    sent = {}, got = {}, last = {}, nsent = 0, ngot = 0 }
     end
     if INJECT == "stuck" then spawn("token", token_waiter, nexus.cancel_token()) end
+    if TRACE then
+      for i, ch in ipairs(chans) do
+        io.stderr:write(("fuzz: %s capacity %d%s\n"):format(KIND_NAMES[i],
+          i == 2 and ch.cap or ch.cap / 8, i == 2 and " bytes" or ""))
+      end
+    end
     for _ = 1, MAX_OPS do
       if pos >= #input or early_close then break end
-      ops[byte() % #ops + 1]()
+      local op, p0 = byte() % #ops + 1, pos
+      ops[op]()
+      if TRACE then
+        io.stderr:write(("fuzz: %-16s %s (%d tasks)\n"):format(OP_NAMES[op],
+          table.concat({ input:byte(p0 + 1, pos) }, " "), #tasks))
+      end
     end
   end)
   if not ok then

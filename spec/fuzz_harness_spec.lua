@@ -52,6 +52,13 @@ describe("fuzz driver", function()
     assert.matches("fuzz invariant: a token task did not end once every sender was closed", r.out)
   end)
 
+  it("NEXUS_FUZZ_TRACE=1 prints the operations decoded", function()
+    local r = replay("NEXUS_FUZZ_TRACE=1", { ROOT .. "/fuzz/corpus/01-chan-produce-consume" })
+    assert.are.equal(0, r.rc, r.out .. r.err)
+    assert.matches("fuzz: chan capacity 1\n", r.err)
+    assert.matches("fuzz: produce +0 7 %(1 tasks%)\nfuzz: consume +0 7 %(2 tasks%)\nfuzz: sleep +1 %(2 tasks%)\n", r.err)
+  end)
+
   it("fuzz/make_corpus.lua writes the committed corpus", function()
     local tmp = H.sh("mktemp -d").out:gsub("%s+$", "")
     local r = H.sh("luajit " .. H.q(ROOT .. "/fuzz/make_corpus.lua") .. " " .. H.q(tmp))
