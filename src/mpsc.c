@@ -39,6 +39,10 @@
 
 typedef nx_buf mp_buf;
 
+/* A task waiting for room, and the sender it sends through (closing that
+ * sender makes the wait give up). */
+typedef struct mp_waiter { nx_task *t; const void *via; } mp_waiter;
+
 struct nexus_mpsc {
   uint32_t magic;
   uv_mutex_t mu;
@@ -53,7 +57,7 @@ struct nexus_mpsc {
   uv_thread_t rx_thread;
   nx_rt *rt;                     /* bound at creation in a runtime, or at the first wait */
   nx_task *rx_task;
-  nx_task **wq;                  /* tasks waiting for room, FIFO */
+  mp_waiter *wq;                 /* tasks waiting for room, FIFO */
   uint32_t wq_n, wq_cap;
   mp_buf dec;
   uint8_t async_init;
@@ -270,19 +274,20 @@ static void mp_async_close(nexus_mpsc *ch) {
 
 /* ---- local senders waiting for room ---- */
 
-static int mp_wq_add(nexus_mpsc *ch, nx_task *t, int front) {
+static int mp_wq_add(nexus_mpsc *ch, nx_task *t, const void *via, int front) {
   if (ch->wq_n == ch->wq_cap) {
     uint32_t cap = ch->wq_cap ? ch->wq_cap * 2 : 8;
-    nx_task **wq = realloc(ch->wq, cap * sizeof *wq);
+    mp_waiter *wq = realloc(ch->wq, cap * sizeof *wq);
     if (!wq) return NX_E_NOMEM;
     ch->wq = wq;
     ch->wq_cap = cap;
   }
+  mp_waiter w = { t, via };
   if (front) {
     memmove(ch->wq + 1, ch->wq, ch->wq_n * sizeof *ch->wq);
-    ch->wq[0] = t;
+    ch->wq[0] = w;
   } else {
-    ch->wq[ch->wq_n] = t;
+    ch->wq[ch->wq_n] = w;
   }
   ch->wq_n++;
   return 0;
@@ -290,7 +295,7 @@ static int mp_wq_add(nexus_mpsc *ch, nx_task *t, int front) {
 
 static void mp_wq_remove(nexus_mpsc *ch, nx_task *t) {
   for (uint32_t i = 0; i < ch->wq_n; i++) {
-    if (ch->wq[i] == t) {
+    if (ch->wq[i].t == t) {
       memmove(ch->wq + i, ch->wq + i + 1, (ch->wq_n - i - 1) * sizeof *ch->wq);
       ch->wq_n--;
       return;
@@ -303,7 +308,7 @@ static void mp_wq_remove(nexus_mpsc *ch, nx_task *t) {
  * it passes the turn on). */
 static void mp_wake_sender(nexus_mpsc *ch) {
   if (ch->wq_n == 0) return;
-  nx_task *t = ch->wq[0];
+  nx_task *t = ch->wq[0].t;
   mp_wq_remove(ch, t);
   nx_task_grant(ch->rt, t);
 }
@@ -323,8 +328,28 @@ static void mp_tx_cancel(nx_rt *rt, nx_task *t) {
 
 static void mp_wake_all_senders(nexus_mpsc *ch) {
   while (ch->wq_n) {
-    nx_task *t = ch->wq[0];
+    nx_task *t = ch->wq[0].t;
     mp_wq_remove(ch, t);
+    nx_task_wake(ch->rt, t, NX_WAKE_OK);
+  }
+}
+
+/* The sender via was closed: the tasks waiting for room through it give
+ * up (woken, they find it closed and return nil, "closed"); the others
+ * keep their places. A task already granted the turn is not in the queue:
+ * it finds the sender closed when it runs and passes the turn on. Without
+ * this a send waiting through a closed sender waited until the receiver
+ * made room, or forever (reported as a deadlock). */
+static void mp_wake_through(nexus_mpsc *ch, const void *via) {
+  uint32_t i = 0;
+  while (i < ch->wq_n) {
+    if (ch->wq[i].via != via) {
+      i++;
+      continue;
+    }
+    nx_task *t = ch->wq[i].t;
+    memmove(ch->wq + i, ch->wq + i + 1, (ch->wq_n - i - 1) * sizeof *ch->wq);
+    ch->wq_n--;
     nx_task_wake(ch->rt, t, NX_WAKE_OK);
   }
 }
@@ -508,7 +533,7 @@ void nexus_mpsc_sender_close(nexus_mpsc *h) {
 /* A task of the receiver's runtime: push, or wait in the FIFO while full.
  * A task woken for room that finds it taken (by another thread) goes back
  * to the front. */
-static int mp_send_local(nexus_mpsc *ch, mp_buf *enc, int wait, int closed) {
+static int mp_send_local(nexus_mpsc *ch, const void *via, mp_buf *enc, int wait, int closed) {
   nx_rt *rt = nx_cur_rt;
   if (mp_other_rt(ch, rt)) return NX_M_OTHERRT;
   nx_task *t = rt ? nx_running(rt) : NULL;
@@ -538,7 +563,7 @@ static int mp_send_local(nexus_mpsc *ch, mp_buf *enc, int wait, int closed) {
   }
   if (!t) return NX_E_NOTASK;
   if ((rc = mp_bind(ch, rt)) != 0) return rc;
-  if ((rc = mp_wq_add(ch, t, woken)) != 0) return rc;
+  if ((rc = mp_wq_add(ch, t, via, woken)) != 0) return rc;
   nx_wait(rt, mp_tx_cancel, ch);
   return NX_AGAIN;
 }
@@ -662,11 +687,11 @@ static int l_mpsc_send(lua_State *L) {
   if (!s->open) {
     /* A send waiting on this sender when it was closed: give up the turn. */
     mp_buf_trim(&s->enc);
-    lua_pushinteger(L, mp_on_rx_thread(ch) ? mp_send_local(ch, NULL, 0, 1) : NEXUS_EPIPE);
+    lua_pushinteger(L, mp_on_rx_thread(ch) ? mp_send_local(ch, s, NULL, 0, 1) : NEXUS_EPIPE);
     return 1;
   }
   int rc;
-  if (mp_on_rx_thread(ch)) rc = mp_send_local(ch, &s->enc, wait, 0);
+  if (mp_on_rx_thread(ch)) rc = mp_send_local(ch, s, &s->enc, wait, 0);
   else rc = mp_send_blocking(ch, NULL, 0, s->enc.p, s->enc.len, wait);
   if (rc != NX_AGAIN) mp_buf_trim(&s->enc);
   lua_pushinteger(L, rc);
@@ -709,6 +734,7 @@ static int l_mpsc_tx_close(lua_State *L) {
   mp_sender *s = mp_check_sender(L, 1, "tx:close");
   if (s->open) {
     s->open = 0;
+    if (mp_on_rx_thread(s->ch) && s->ch->wq_n) mp_wake_through(s->ch, s);
     mp_sender_close(s->ch, s->remote, 0);
   }
   return 0;
