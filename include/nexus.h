@@ -208,9 +208,15 @@ typedef struct nexus_mpsc nexus_mpsc;
 int nexus_mpsc_send_bytes(nexus_mpsc *h, const void *p, size_t n, int flags);  /* a Lua string */
 int nexus_mpsc_send_number(nexus_mpsc *h, double v, int flags);
 int nexus_mpsc_send_boolean(nexus_mpsc *h, int v, int flags);
-/* Another sender handle on the same channel (h itself, one more sender). */
+/* Another sender handle on the same channel (h itself, one more sender);
+ * NULL if h is not an outstanding handle, or on ENOMEM. */
 nexus_mpsc *nexus_mpsc_sender_clone(nexus_mpsc *h);
-/* This sender is done: h must not be used again through this handle. */
+/* This sender is done: h must not be used again through this handle.
+ * Handles are looked up in a process-wide registry before anything is
+ * read through them: a pointer that is not an outstanding handle (made
+ * up, or already closed or taken over) is ignored here and refused with
+ * NEXUS_EINVAL by the send functions. Closing a handle while another
+ * thread still sends through it is not caught. */
 void nexus_mpsc_sender_close(nexus_mpsc *h);
 
 /* The same functions as a table, for code that cannot link the core's

@@ -21,7 +21,7 @@ typedef struct nexus_mpsc_api {
 } nexus_mpsc_api;
 ]]
 
-local type, error, tostring, tonumber = type, error, tostring, tonumber
+local type, error, tostring, tonumber, pcall = type, error, tostring, tonumber, pcall
 local floor = math.floor
 local cast = ffi.cast
 local c_send, c_recv, c_info = core.mpsc_send, core.mpsc_recv, core.mpsc_info
@@ -193,24 +193,34 @@ function M.new(capacity)
   return core.mpsc_new(capacity)
 end
 
--- A sender from a handle (tx:handle(): a nexus_mpsc *, or its address as
--- a number, the form that crosses into another Lua state). It takes over
--- the handle: its close (or collection) closes that sender.
-function M.sender(h)
-  if type(h) == "cdata" then h = tonumber(cast("uintptr_t", h)) end
-  if type(h) ~= "number" and type(h) ~= "userdata" then
-    raise("mpsc.sender", "expected a channel handle (from tx:handle()), got " .. type(h), 2)
+-- A handle argument as C takes it: a number (an address) or a light
+-- userdata; a pointer cdata becomes its address. Nothing is read through
+-- it here: C looks it up in the registry of outstanding handles.
+local function handle_arg(fname, h)
+  if type(h) == "cdata" then
+    local ok, a = pcall(cast, "uintptr_t", h)
+    if not ok then raise(fname, "expected a channel handle (from tx:handle()), got " .. tostring(ffi.typeof(h)), 3) end
+    return tonumber(a)
   end
-  return core.mpsc_sender(h)
+  if type(h) ~= "number" and type(h) ~= "userdata" then
+    raise(fname, "expected a channel handle (from tx:handle()), got " .. type(h), 3)
+  end
+  return h
 end
 
--- The address of a handle as a number (to pass to another Lua state).
-function M.address(h) return tonumber(cast("uintptr_t", h)) end
+-- A sender from a handle (tx:handle(): a nexus_mpsc *, or its address as
+-- a number, the form that crosses into another Lua state). It takes over
+-- the handle: its close (or collection) closes that sender. Anything but
+-- an outstanding handle raises "mpsc.sender: not a live channel handle".
+function M.sender(h) return core.mpsc_sender(handle_arg("mpsc.sender", h)) end
+
+-- The address of an outstanding handle as a number (to pass to another
+-- Lua state); the handle stays outstanding.
+function M.address(h) return core.mpsc_address(handle_arg("mpsc.address", h)) end
 
 -- Test-only (see docs): a libuv thread-pool job that sends from its worker.
 function M._pool_send(h, prefix, count)
-  if type(h) == "cdata" then h = tonumber(cast("uintptr_t", h)) end
-  return core._mpsc_pool_send(h, prefix, count)
+  return core._mpsc_pool_send(handle_arg("_mpsc_pool_send", h), prefix, count)
 end
 
 M.Sender, M.Receiver = Tx, Rx
