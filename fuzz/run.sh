@@ -21,7 +21,12 @@ crashes=$(ls "$work/crashes" 2>/dev/null)
 if [ "$rc" != 0 ] || [ -n "$crashes" ]; then
   echo "fuzz: FAILED (status $rc); the input and the log are kept in $work:"
   ls -l "$work/crashes"
-  echo "fuzz: reproduce with: $fuzzer $work/crashes/<file>   or   luajit fuzz/replay.lua $work/crashes/<file>"
+  for f in "$work"/crashes/*; do
+    [ -e "$f" ] || continue
+    echo "fuzz: crashing input: $f"
+    echo "fuzz: reproduce with: $fuzzer $f"
+    echo "fuzz:   or unsanitized: NEXUS_FUZZ_TRACE=1 LUA_PATH='$root/lua/?.lua;;' LUA_CPATH='$root/build/lib/?.so;;' luajit $root/fuzz/replay.lua $f"
+  done
   exit 1
 fi
 echo "fuzz: no crash or invariant violation in ${secs}s ($(ls "$work/corpus" | wc -l) new inputs, not kept)"
