@@ -2,7 +2,7 @@
 -- for the fuzzer: inputs that use each operation of fuzz/ops.lua on each
 -- channel kind, a few mixes, and some pseudo-random ones (fixed seed).
 -- The bytes follow ops.lua's decoding: three capacity bytes, then for each
--- operation its number (0-17) and its argument bytes.
+-- operation its number (0-18) and its argument bytes.
 local dir = arg[1] or ((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "corpus")
 os.execute("mkdir -p '" .. dir .. "'")
 
@@ -14,8 +14,8 @@ end
 
 -- Operation numbers (ops.lua's table, 0-based).
 local PRODUCE, CONSUME, CONSUME_T, ABORT, JOIN, SLEEP, YIELD, TRY_SEND, TRY_RECV,
-      CLOSE_TX, CLOSE_RX, CLAIM, TOKEN, CANCEL, GC, EARLY, DROP_RX, DROP_PRODUCE =
-      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17
+      CLOSE_TX, CLOSE_RX, CLAIM, TOKEN, CANCEL, GC, EARLY, DROP_RX, DROP_PRODUCE, GUARD =
+      0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18
 
 local n = 0
 local function seed(name, caps, ops)
@@ -75,5 +75,11 @@ end
 seed("drop-mix", { 1, 0, 2 },
   { DROP_PRODUCE, 0, 7, DROP_PRODUCE, 1, 7, DROP_PRODUCE, 2, 7, CONSUME_T, 0, 3, CONSUME, 1, 2,
     ABORT, 1, DROP_RX, 2, 0, GC, 1, CLAIM, 3, 1, 1, YIELD, CLOSE_TX, 1, GC, 0, SLEEP, 1 })
+
+-- Drop guards (op 18: bit 0 disarms, the next bits pick the wait).
+seed("guard-armed", { 0, 0, 0 }, { GUARD, 0, YIELD, YIELD, SLEEP, 1 })
+seed("guard-abort", { 0, 0, 0 }, { GUARD, 4, YIELD, ABORT, 0, YIELD })
+seed("guard-disarmed", { 0, 0, 0 }, { GUARD, 1, SLEEP, 2, GUARD, 3 })
+seed("guard-early-close", { 0, 0, 0 }, { GUARD, 2, GUARD, 4, TOKEN, 0, EARLY, 0 })
 
 print(("fuzz/make_corpus.lua: %d inputs in %s"):format(n, dir))

@@ -14,6 +14,9 @@
 --
 -- Invariants:
 -- * no crash, no sanitizer report (the harness's build), no task error;
+-- * a channel never holds more than its capacity (rx:len());
+-- * a task that ends (returns or is aborted) with an armed drop guard has
+--   cancelled its token;
 -- * no value received twice, none received that was not sent, each
 --   producer's values received in its order;
 -- * no value lost: on a channel whose receiver was never closed (nor
@@ -48,7 +51,7 @@ local INJECT = os.getenv("NEXUS_FUZZ_INJECT")
 local TRACE = os.getenv("NEXUS_FUZZ_TRACE") == "1"
 local OP_NAMES = { "produce", "consume", "consume_timed", "abort", "join", "sleep",
   "yield", "try_send", "try_recv", "close_tx", "close_rx", "claim", "token",
-  "cancel", "collect", "close_early", "drop_rx", "produce_dropping" }
+  "cancel", "collect", "close_early", "drop_rx", "produce_dropping", "guard" }
 
 local function violation(fmt, ...)
   error("fuzz invariant: " .. fmt:format(...), 0)
@@ -240,6 +243,19 @@ local function run1(input, st)
     tok:cancelled()
   end
 
+  -- Arms a drop guard on g.tok, maybe disarms it, waits 0-2 ms (it may be
+  -- aborted there), ends: an armed guard cancels the token.
+  local guards = {}
+  local function guard_holder(g, disarm, wait)
+    local guard = g.tok:drop_guard()
+    g.armed = true
+    if disarm then
+      guard:disarm()
+      g.armed = false
+    end
+    if wait > 0 then nexus.sleep(wait * 0.001) else nexus.yield() end
+  end
+
   local ops = {
     -- 0: a producer of 1-8 values through its own clone of the sender
     function()
@@ -362,7 +378,36 @@ local function run1(input, st)
       next_pid = next_pid + 1
       spawn("producer", producer, ch, ch.tx:clone(), next_pid, byte() % 8 + 1, true)
     end,
+    -- 18: a task with a drop guard on a new token, and a task waiting on it
+    function()
+      local b = byte()
+      local g = { tok = nexus.cancel_token(), armed = false }
+      tokens[#tokens + 1] = g.tok
+      g.h = spawn("guard", guard_holder, g, b % 2 == 1, math.floor(b / 2) % 3)
+      guards[#guards + 1] = g
+      spawn("token", token_waiter, g.tok)
+    end,
   }
+
+  -- After each operation: no channel holds more than its capacity.
+  local function check_len()
+    for _, ch in ipairs(chans) do
+      local rx = ch.rx
+      if rx then
+        local n, cap = rx:len(), rx:capacity()
+        if n < 0 or n > cap then violation("%s: rx:len() is %d, capacity %d", ch.name, n, cap) end
+      end
+    end
+  end
+
+  -- Every guard task that has ended armed has cancelled its token.
+  local function check_guards()
+    for _, g in ipairs(guards) do
+      if g.h:is_finished() and g.armed and not g.tok:is_cancelled() then
+        violation("a task ended with an armed drop guard and its token is not cancelled")
+      end
+    end
+  end
 
   local ok, err = pcall(rt.block_on, rt, function()
     for i, name in ipairs(KIND_NAMES) do
@@ -383,6 +428,8 @@ local function run1(input, st)
       if pos >= #input or early_close then break end
       local op, p0 = byte() % #ops + 1, pos
       ops[op]()
+      check_len()
+      check_guards()
       if TRACE then
         io.stderr:write(("fuzz: %-16s %s (%d tasks)\n"):format(OP_NAMES[op],
           table.concat({ input:byte(p0 + 1, pos) }, " "), #tasks))
@@ -415,6 +462,12 @@ local function run1(input, st)
       end
       collectgarbage()
       collectgarbage()
+      for _, g in ipairs(guards) do
+        if not g.h:is_finished() and not settle(g.h.result, g.h) then
+          violation("a guard task did not end")
+        end
+      end
+      check_guards()
       for _, tok in ipairs(tokens) do tok:cancel() end
       for _, ch in ipairs(chans) do
         if not ch.tx_closed then
@@ -480,7 +533,7 @@ local function run1(input, st)
   for _, t in ipairs(tasks) do
     if not t.h:is_finished() then violation("a %s task is not finished after rt:close()", t.kind) end
   end
-  rt, chans, tasks, tokens, st.rt = nil, nil, nil, nil, nil
+  rt, chans, tasks, tokens, guards, st.rt = nil, nil, nil, nil, nil, nil
   collectgarbage()
   collectgarbage()
   local fd1 = count_fds()
