@@ -533,6 +533,7 @@ local function run1(input, st)
   for _, t in ipairs(tasks) do
     if not t.h:is_finished() then violation("a %s task is not finished after rt:close()", t.kind) end
   end
+  check_guards()     -- rt:close() aborted the guard tasks still running
   rt, chans, tasks, tokens, guards, st.rt = nil, nil, nil, nil, nil, nil
   collectgarbage()
   collectgarbage()
