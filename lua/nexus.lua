@@ -12,6 +12,7 @@ local tcp = require "nexus.tcp"
 local udp = require "nexus.udp"
 local dns = require "nexus.dns"
 local thread = require "nexus.thread"
+local sel = require "nexus.select"
 
 local M = {
   version = core.version,
@@ -34,6 +35,10 @@ local M = {
   udp = udp,
   dns = dns,
   thread = thread,
+  select = sel.select,
+  try_select = sel.try_select,
+  sleep_op = sel.sleep_op,
+  deadline_op = sel.deadline_op,
 }
 
 for k, v in pairs(time) do M[k] = v end

@@ -24,6 +24,7 @@
 #include "world.h"
 #include "bchan.h"
 #include "mpsc.h"
+#include "select.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -1020,7 +1021,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
-  nx_chan_open,
+  nx_chan_open, nx_sel_open,
   nx_cancel_open,
   nx_world_open,
   nx_bchan_open,

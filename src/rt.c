@@ -2,6 +2,7 @@
 #include "rt.h"
 #include "bchan.h"
 #include "cancel.h"
+#include "select.h"
 
 #include <assert.h>
 #include <math.h>
@@ -147,6 +148,7 @@ static nx_task *nx_take_slot(nx_rt *rt) {
   t->co = NULL;
   t->tm.armed = 0;
   t->qseq = t->wseq = 0;
+  t->kind = NX_KIND_TASK;
   return t;
 }
 
@@ -265,6 +267,7 @@ static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->ndl = 0;
   t->guards = NULL;
   t->claims = NULL;
+  t->kind = NX_KIND_TASK;
   rt->alive++;
   rt->st.spawned++;
 }
@@ -412,6 +415,11 @@ static int nx_q_grow(nx_rt *rt) {
 }
 
 void nx_task_ready(nx_rt *rt, nx_task *t) {
+  if (t->kind) {              /* a select op's stand-in: its select hears of it */
+    t->state = NX_READY;
+    nx_sel_fired(rt, t);
+    return;
+  }
   if (rt->qn == rt->qcap && nx_q_grow(rt) != 0) {
     /* Out of memory with a task to run: losing it silently is worse. */
     fputs("nexus: out of memory growing the ready queue\n", stderr);

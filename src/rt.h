@@ -25,6 +25,7 @@ enum { NX_END_OK, NX_END_ERROR, NX_END_ABORTED };                       /* end *
 enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer kind */
 enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
 enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1 };                           /* wake code */
+enum { NX_KIND_TASK = 0, NX_KIND_PROXY = 1 };                           /* kind */
 
 /* Status codes of the FFI entry points; < 0 are programming errors.
  * The convention of every suspending operation (as lua-resty-core's):
@@ -70,7 +71,7 @@ struct nx_task {
   uint32_t qseq;                /* bumps on each push: stale queue entries */
   uint16_t holds;               /* C-side holds (block_on root) */
   uint8_t ran;                  /* resumed by the executor at least once */
-  uint8_t spare;
+  uint8_t kind;                 /* NX_KIND_TASK, or NX_KIND_PROXY: a select op (select.h) */
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume; results once KEPT */

@@ -3,6 +3,7 @@
 local ffi = require "ffi"
 local core = require "nexus.core"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
 ffi.cdef [[
 typedef struct nx_token { uint8_t cancelled; } nx_token;
@@ -74,6 +75,23 @@ function Token:cancelled()
     end
     rc = c_wait(p)
   end
+end
+
+local CancelledOp = sel.class("token cancelled")
+function CancelledOp.poll(op)
+  local rc = c_wait(op.p)
+  if rc == 0 then return true end
+  if rc == NX_AGAIN then return false end
+  if rc == E_NOMEM then return nil, "out of memory" end
+  if rc == E_NOTASK then return nil, "not inside a nexus task" end
+  return nil, "the token has waiters in another runtime"
+end
+function CancelledOp.take() return true end
+
+-- An op for nexus.select: true once the token is cancelled.
+function Token:cancelled_op()
+  local p = check(self, "token:cancelled_op")
+  return sel.op(CancelledOp, { token = self, p = p }, "token:cancelled_op")
 end
 
 -- Cancels this token when the task that made the guard ends (returns,

@@ -6,6 +6,7 @@
 local ffi = require "ffi"
 local core = require "nexus.core"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
 ffi.cdef [[
 typedef struct nx_chan {
@@ -31,7 +32,8 @@ local c_send, c_recv, c_tx_new, c_rx_new = C.send, C.recv, C.tx_new, C.rx_new
 local c_tx_close, c_rx_close, c_tx_free, c_rx_free = C.tx_close, C.rx_close, C.tx_free, C.rx_free
 local ffi_gc = ffi.gc
 
-local type, error, setmetatable, tostring, floor = type, error, setmetatable, tostring, math.floor
+local type, error, setmetatable, getmetatable, tostring, floor =
+  type, error, setmetatable, getmetatable, tostring, math.floor
 local no_task, argerror = util.no_task, util.argerror
 local suspend = util.suspend
 
@@ -185,6 +187,66 @@ function Rx:capacity() return self.ch.cap end
 function Rx:__tostring()
   local ch = self.ch
   return ("nexus.channel.rx(%d/%d%s)"):format(ch.len, ch.cap, self:is_closed() and ", closed" or "")
+end
+
+---------------------------------------------------------------- select ops
+
+local function op_fault(rc)
+  if rc == BUSY then return nil, "another task is already receiving on this channel" end
+  if rc == OTHER_RT then return nil, "the channel is in use by another runtime" end
+  if rc == E_NOMEM then return nil, "out of memory" end
+  return nil, "unexpected status " .. tostring(rc)
+end
+
+local RecvOp = sel.class("channel recv")
+function RecvOp.poll(op)
+  local i = c_recv(op.ch, 1)
+  if i >= 0 or i == CLOSED then
+    op.i = i
+    return true
+  end
+  if i == WAIT then return false end
+  return op_fault(i)
+end
+function RecvOp.take(op)
+  if op.i < 0 then return nil, "closed" end
+  return take(op.rx, op.i)
+end
+
+-- An op for nexus.select: v | nil, "closed"; a losing recv takes nothing.
+function Rx:recv_op()
+  if getmetatable(self) ~= Rx then argerror("rx:recv_op", "expected a channel receiver") end
+  return sel.op(RecvOp, { rx = self, ch = self.ch, i = 0 }, "rx:recv_op")
+end
+
+local SendOp = sel.class("channel send")
+function SendOp.poll(op)
+  local i = CLOSED
+  if op.tx.e.closed == 0 then i = c_send(op.ch, 1) end
+  if i >= 0 or i == CLOSED then
+    op.i = i
+    return true
+  end
+  if i == WAIT then return false end
+  return op_fault(i)
+end
+function SendOp.take(op)
+  if op.i < 0 then return nil, "closed" end
+  op.tx.buf[op.i + 1] = op.v
+  return true
+end
+-- The value the next select sends; returns the op.
+function SendOp.set(op, v)
+  if v == nil then argerror("op:set", "cannot send nil") end
+  op.v = v
+  return op
+end
+
+-- An op for nexus.select: true | nil, "closed"; a losing send sends nothing.
+function Tx:send_op(v)
+  if getmetatable(self) ~= Tx then argerror("tx:send_op", "expected a channel sender") end
+  if v == nil then argerror("tx:send_op", "cannot send nil") end
+  return sel.op(SendOp, { tx = self, ch = self.ch, v = v, i = 0 }, "tx:send_op")
 end
 
 -- nexus.channel(capacity) and nexus.channel.new(capacity); the byte and

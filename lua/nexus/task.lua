@@ -2,6 +2,7 @@
 local core = require "nexus.core"
 local api = require "nexus.api"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
 local cspawn, cjoin, cabort, WAIT = core.spawn, core.join, core.abort, core.WAIT
 local cspawn_pooled, ctry_claim = core.spawn_pooled, core.try_claim
@@ -104,7 +105,42 @@ function methods.abort(h)
   return was
 end
 
-function M.current() return core.current() end
+local ccurrent, pcall = core.current, pcall
+
+local JoinOp = sel.class("join")
+local pack, unpack = util.pack, unpack
+
+-- A finished task's outcome is taken here (a join that cannot complete
+-- must fail inside the select, naming the op): one table per join.
+local function join_done(op, ok, ...)
+  if not ok then return nil, (...) end
+  op.r = pack(...)
+  return true
+end
+
+function JoinOp.poll(op)
+  local h = op.h
+  if h:is_finished() then return join_done(op, pcall(cjoin, h, true)) end
+  if h == ccurrent() then return nil, "a task cannot join itself" end
+  local ok, r = pcall(cjoin, h, true)      -- registers the op as h's joiner
+  if not ok then return nil, r end
+  if r == WAIT then return false end
+  return nil, "the task ended while being joined"
+end
+function JoinOp.take(op)
+  local r = op.r
+  op.r = nil
+  return unpack(r, 1, r.n)
+end
+
+-- An op for nexus.select: true, ... | false, err, traceback (as
+-- h:result(), never raises); a losing join consumes nothing.
+function methods.join_op(h)
+  if getmetatable(h) ~= HANDLE then util.argerror("handle:join_op", "expected a task handle", 1) end
+  return sel.op(JoinOp, { h = h }, "handle:join_op")
+end
+
+function M.current() return ccurrent() end
 
 -- (suspends) let every other ready task run once.
 function M.yield()
