@@ -42,6 +42,8 @@ local M = {
 }
 
 for k, v in pairs(time) do M[k] = v end
+-- semaphore, oneshot, watch, broadcast, event
+for k, v in pairs(require "nexus.sync") do M[k] = v end
 
 -- Byte and cross-thread channels: fields of nexus.channel.
 if M.channel == nil then M.channel = {} end

@@ -25,6 +25,7 @@
 #include "bchan.h"
 #include "mpsc.h"
 #include "select.h"
+#include "sync.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -1021,7 +1022,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
-  nx_chan_open, nx_sel_open,
+  nx_chan_open, nx_sel_open, nx_sync_open,
   nx_cancel_open,
   nx_world_open,
   nx_bchan_open,
