@@ -702,6 +702,14 @@ static int l_buffered(lua_State *L) {
   return 1;
 }
 
+/* core.tcp_peek(s): the buffered bytes, not consumed: the partial record
+ * of a read that timed out (they stay for the next read). */
+static int l_peek(lua_State *L) {
+  nx_stream *s = nx_check_stream(L, "stream:peek");
+  lua_pushlstring(L, s->buf ? s->buf + s->head : "", nx_avail(s));
+  return 1;
+}
+
 /* stream:write_queued(): bytes accepted by write and not yet sent. */
 static int l_write_queued(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:write_queued");
@@ -923,7 +931,7 @@ static const luaL_Reg nx_listener_meta[] = {
 /* The suspending entry points, for lua/nexus/tcp.lua to wrap. */
 static const luaL_Reg nx_tcp_funcs[] = {
   {"tcp_read", l_read}, {"tcp_read_exactly", l_read_exactly}, {"tcp_read_until", l_read_until},
-  {"tcp_write", l_write}, {"tcp_write_wait", l_write_wait},
+  {"tcp_write", l_write}, {"tcp_write_wait", l_write_wait}, {"tcp_peek", l_peek},
   {"tcp_connect", l_connect}, {"tcp_connected", l_connected},
   {"tcp_listen", l_listen}, {"tcp_accept", l_accept}, {"net_is_ip", l_is_ip},
   {NULL, NULL},

@@ -4,6 +4,11 @@
 -- calls again. A second value true with that false says C found this
 -- coroutine cannot yield: util.check_yieldable then raises (and releases
 -- the wait), as it does while a World is borrowed. See docs/net.md.
+--
+-- Stream time-outs (s:set_timeouts, the read_timeout/write_timeout
+-- options) live in weak tables here, looked up only once a call must wait:
+-- the call then waits under a deadline level of the task (the mechanism of
+-- nexus.timeout, src/rt.c), which cancels the wait when it fires.
 local ffi = require "ffi"
 local core = require "nexus.core"
 local api = require "nexus.api"
@@ -12,15 +17,17 @@ local time = require "nexus.time"
 local dns = require "nexus.dns"
 
 local type, tostring, tonumber, pairs, floor, getmetatable = type, tostring, tonumber, pairs, math.floor, getmetatable
+local setmetatable, pcall, error, huge = setmetatable, pcall, error, math.huge
 local ffi_string = ffi.string
 local yield = coroutine.yield
 local c_read, c_read_exactly, c_read_until = core.tcp_read, core.tcp_read_exactly, core.tcp_read_until
 local c_write, c_write_wait = core.tcp_write, core.tcp_write_wait
 local c_connect, c_connected = core.tcp_connect, core.tcp_connected
 local c_listen, c_accept = core.tcp_listen, core.tcp_accept
-local c_is_ip = core.net_is_ip
+local c_is_ip, c_peek = core.net_is_ip, core.tcp_peek
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
-local api_in_task = api.in_task
+local api_in_task, api_now = api.in_task, api.now
+local api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait = api.dl_push, api.dl_state, api.dl_pop, api.cancel_wait
 local timeout = time.timeout
 
 ffi.cdef [[
@@ -48,6 +55,98 @@ local function framed(a, b, c)
 end
 local L = core.tcp_listener_methods
 
+---------------------------------------------------------------- time-outs
+
+-- Seconds, per stream (and per listener, for the streams it accepts);
+-- absent: no time-out. Weak keys: an entry goes with its handle.
+local read_tmo = setmetatable({}, { __mode = "k" })
+local write_tmo = setmetatable({}, { __mode = "k" })
+local listener_tmo = setmetatable({}, { __mode = "k" })   -- ln -> { read, write }
+
+local DL_PENDING, DL_CANCELLED = 0, 2
+local TIMEOUT = {}   -- what timed_wait returns when the deadline passed
+
+-- The waits of one timed call, the first already registered (the call
+-- returned false): yield, then ask again, until the call completes or the
+-- deadline level lvl has passed.
+local function timed_loop(lvl, fname, call, s, x, y, z, w)
+  while true do
+    yield()
+    -- cancelled: the deadline fired while this waited; C released the wait
+    if api_dl_state(lvl) == DL_CANCELLED then return TIMEOUT end
+    local a, b, c = call(s, x, y, z, w)
+    if a ~= false then return a, b, c end
+    -- the deadline passed after the previous wait had completed (woken,
+    -- but another task took the data before this one ran): release the
+    -- wait just registered
+    if api_dl_state(lvl) ~= DL_PENDING then
+      api_cancel_wait()
+      return TIMEOUT
+    end
+    if b or util.borrowing then check_yieldable(fname) end
+  end
+end
+
+-- call(s, x, y, z, w) returned false, b (a wait registered): waits for it
+-- at most secs from now under a deadline level of the task. Returns the
+-- call's results, or TIMEOUT. The level is popped on every way out: an
+-- error inside is re-raised after the pop (pcall: yielding across it is
+-- fine in LuaJIT); an abort, or an enclosing nexus.timeout that fires,
+-- never resumes this and pops the level with its own.
+local function timed_wait(fname, secs, b, call, s, x, y, z, w)
+  if b or util.borrowing then check_yieldable(fname) end   -- before the push
+  local lvl = api_dl_push(api_now() + secs)
+  if lvl < 0 then
+    api_cancel_wait()
+    no_task(fname, lvl)                  -- -2: out of memory; raises
+  end
+  local ok, a, b2, c = pcall(timed_loop, lvl, fname, call, s, x, y, z, w)
+  api_dl_pop(lvl)
+  if not ok then error(a, 0) end
+  return a, b2, c
+end
+
+-- A time-out given by the user: seconds >= 0; false or math.huge: none
+-- (nil here). what names it in the error message.
+local function timeout_value(fname, what, v, level)
+  if v == false or v == huge then return nil end
+  if type(v) ~= "number" then
+    argerror(fname, what .. " must be a number of seconds or false, got " .. type(v), level + 1)
+  end
+  if v ~= v or v < 0 then
+    argerror(fname, what .. " must be a non-negative number of seconds, got "
+             .. (v ~= v and "NaN" or tostring(v)), level + 1)
+  end
+  return v
+end
+
+-- s:set_timeouts{ read = secs, write = secs }: a missing key leaves that
+-- time-out as it is; false or math.huge turns it off. Returns s.
+function S.set_timeouts(s, t)
+  local fname = "stream:set_timeouts"
+  if getmetatable(s) ~= SMT then argerror(fname, "expected a tcp stream, got " .. type(s)) end
+  if type(t) ~= "table" then
+    argerror(fname, "expected a table { read = secs, write = secs }, got " .. type(t))
+  end
+  for k in pairs(t) do
+    if k ~= "read" and k ~= "write" then
+      argerror(fname, "unknown key '" .. tostring(k) .. "' (expected read or write)")
+    end
+  end
+  local r, w = t.read, t.write
+  if r ~= nil then r = timeout_value(fname, "read", r, 1) end
+  if w ~= nil then w = timeout_value(fname, "write", w, 1) end
+  if t.read ~= nil then read_tmo[s] = r end
+  if t.write ~= nil then write_tmo[s] = w end
+  return s
+end
+
+-- s:timeouts(): the read and write time-outs in seconds, nil when off.
+function S.timeouts(s)
+  if getmetatable(s) ~= SMT then argerror("stream:timeouts", "expected a tcp stream, got " .. type(s)) end
+  return read_tmo[s], write_tmo[s]
+end
+
 ---------------------------------------------------------------- streams
 
 -- (suspends) a string of 1..max bytes (all that is buffered when max is
@@ -59,6 +158,13 @@ function S.read(s, max)
     if p ~= nil then return ffi_string(p, nread[0]) end
   end
   local a, b = c_read(s, max)
+  if a == false then
+    local secs = read_tmo[s]
+    if secs then
+      a, b = timed_wait("stream:read", secs, b, c_read, s, max)
+      if a == TIMEOUT then return nil, "timeout" end
+    end
+  end
   while a == false do
     if b or util.borrowing then check_yieldable("stream:read") end
     yield()
@@ -74,6 +180,13 @@ end
 -- (suspends) n bytes | nil, err, partial
 function S.read_exactly(s, n)
   local a, b, c = c_read_exactly(s, n)
+  if a == false then
+    local secs = read_tmo[s]
+    if secs then
+      a, b, c = timed_wait("stream:read_exactly", secs, b, c_read_exactly, s, n)
+      if a == TIMEOUT then return nil, "timeout", c_peek(s) end
+    end
+  end
   while a == false do
     if b or util.borrowing then check_yieldable("stream:read_exactly") end
     yield()
@@ -86,6 +199,13 @@ end
 -- nil, err, partial | nil, "too long" when max bytes hold no delim
 function S.read_until(s, delim, max)
   local a, b, c = c_read_until(s, delim, max, "stream:read_until", false)
+  if a == false then
+    local secs = read_tmo[s]
+    if secs then
+      a, b, c = timed_wait("stream:read_until", secs, b, c_read_until, s, delim, max, "stream:read_until", false)
+      if a == TIMEOUT then return nil, "timeout", c_peek(s) end
+    end
+  end
   while a == false do
     if b or util.borrowing then check_yieldable("stream:read_until") end
     yield()
@@ -97,6 +217,13 @@ end
 -- (suspends) a line without "\n" or "\r\n" | nil, err, partial
 function S.read_line(s, max)
   local a, b, c = c_read_until(s, "\n", max, "stream:read_line", true)
+  if a == false then
+    local secs = read_tmo[s]
+    if secs then
+      a, b, c = timed_wait("stream:read_line", secs, b, c_read_until, s, "\n", max, "stream:read_line", true)
+      if a == TIMEOUT then return nil, "timeout", c_peek(s) end
+    end
+  end
   while a == false do
     if b or util.borrowing then check_yieldable("stream:read_line") end
     yield()
@@ -118,6 +245,13 @@ function S.write(s, data)
     end
   end
   if a == nil then a, b = c_write(s, data) end
+  if a == false then
+    local secs = write_tmo[s]
+    if secs then
+      a, b = timed_wait("stream:write", secs, b, c_write_wait, s)
+      if a == TIMEOUT then return nil, "timeout" end
+    end
+  end
   while a == false do
     if b or util.borrowing then check_yieldable("stream:write") end
     yield()
@@ -128,9 +262,11 @@ function S.write(s, data)
 end
 
 -- Iterates over lines until eof or an error: for line in s:lines() do ... end
+-- Each call returns what read_line does (line | nil, err, partial), so an
+-- iterator called by hand tells eof from "timeout".
 function S.lines(s, max)
   return function()
-    return (S.read_line(s, max))
+    return S.read_line(s, max)
   end
 end
 
@@ -153,6 +289,7 @@ end
 local kinds = {
   backlog = "count", read_high_water = "count", write_high_water = "count",
   reuseport = "boolean", nodelay = "boolean", timeout = "secs",
+  read_timeout = "timeout", write_timeout = "timeout",
 }
 
 -- Checks opts against the allowed keys; returns opts or an empty table.
@@ -164,6 +301,12 @@ local function check_opts(fname, opts, allowed)
     local kind = kinds[k]
     if kind == "boolean" then
       if type(v) ~= "boolean" then argerror(fname, k .. " must be a boolean, got " .. type(v), 2) end
+    elseif kind == "timeout" then          -- seconds, or false: none
+      if v ~= false and (type(v) ~= "number" or v ~= v) then
+        argerror(fname, k .. " must be a number or false, got " .. (v ~= v and "NaN" or type(v)), 2)
+      elseif v ~= false and v < 0 then
+        argerror(fname, "negative " .. k .. " (" .. tostring(v) .. ")", 2)
+      end
     elseif kind == "secs" then
       if type(v) ~= "number" or v ~= v then
         argerror(fname, k .. " must be a number, got " .. (v ~= v and "NaN" or type(v)), 2)
@@ -209,7 +352,17 @@ local function connect_any(host, port, nodelay, rh, wh)
   return nil, err
 end
 
-local connect_opts = { timeout = true, nodelay = true, read_high_water = true, write_high_water = true }
+local connect_opts = { timeout = true, nodelay = true, read_high_water = true, write_high_water = true,
+                       read_timeout = true, write_timeout = true }
+
+-- The read_timeout/write_timeout options (checked) of a new stream.
+local function opt_timeouts(s, r, w)
+  if r == huge then r = nil end
+  if w == huge then w = nil end
+  read_tmo[s] = r or nil
+  write_tmo[s] = w or nil
+  return s
+end
 
 -- (suspends) stream | nil, err. Names are resolved (nexus.dns.resolve);
 -- opts.timeout bounds the whole of it (resolution included).
@@ -221,18 +374,26 @@ function M.connect(host, port, opts)
   if api_in_task() == 0 then no_task(fname, -1) end
   local nodelay = opts.nodelay ~= false
   local rh, wh = opts.read_high_water, opts.write_high_water
+  local s, err
   if opts.timeout then
-    local ok, s, err = timeout(opts.timeout, connect_any, host, port, nodelay, rh, wh)
+    local ok
+    ok, s, err = timeout(opts.timeout, connect_any, host, port, nodelay, rh, wh)
     if not ok then return nil, s end
-    return s, err
+  else
+    s, err = connect_any(host, port, nodelay, rh, wh)
   end
-  return connect_any(host, port, nodelay, rh, wh)
+  if not s then return nil, err end
+  local r, w = opts.read_timeout, opts.write_timeout
+  if r or w then opt_timeouts(s, r, w) end
+  return s
 end
 
 ---------------------------------------------------------------- listen
 
 local listen_opts = { backlog = true, reuseport = true, nodelay = true,
-                      read_high_water = true, write_high_water = true }
+                      read_high_water = true, write_high_water = true,
+                      read_timeout = true, write_timeout = true }
+local accept_opts = { read_timeout = true, write_timeout = true }
 
 -- listener | nil, err. host: an IP address, "*" (0.0.0.0) or "localhost";
 -- port 0 picks a free port (see ln:local_addr()).
@@ -242,17 +403,32 @@ function M.listen(host, port, opts)
   port = check_port(fname, port, 0)
   opts = check_opts(fname, opts, listen_opts)
   if api_in_task() == 0 then no_task(fname, -1) end
-  return c_listen(host, port, opts.backlog, opts.reuseport, opts.nodelay ~= false,
-                  opts.read_high_water, opts.write_high_water)
+  local ln, err = c_listen(host, port, opts.backlog, opts.reuseport, opts.nodelay ~= false,
+                           opts.read_high_water, opts.write_high_water)
+  local r, w = opts.read_timeout, opts.write_timeout
+  if ln and (r or w) then listener_tmo[ln] = { r, w } end
+  return ln, err
 end
 
--- (suspends) stream, "ip:port" | nil, err
-function L.accept(ln)
+-- (suspends) stream, "ip:port" | nil, err. opts: read_timeout and
+-- write_timeout of the stream, each replacing the listener's.
+function L.accept(ln, opts)
+  if opts ~= nil then opts = check_opts("listener:accept", opts, accept_opts) end
   local a, b = c_accept(ln)
   while a == false do
     if b or util.borrowing then check_yieldable("listener:accept") end
     yield()
     a, b = c_accept(ln)
+  end
+  if a then
+    local lt = listener_tmo[ln]
+    local r, w
+    if lt then r, w = lt[1], lt[2] end
+    if opts then
+      if opts.read_timeout ~= nil then r = opts.read_timeout end
+      if opts.write_timeout ~= nil then w = opts.write_timeout end
+    end
+    if r or w then opt_timeouts(a, r, w) end
   end
   return a, b
 end
