@@ -13,6 +13,7 @@ local udp = require "nexus.udp"
 local dns = require "nexus.dns"
 local thread = require "nexus.thread"
 local sel = require "nexus.select"
+local group = require "nexus.group"
 
 local M = {
   version = core.version,
@@ -39,6 +40,8 @@ local M = {
   try_select = sel.try_select,
   sleep_op = sel.sleep_op,
   deadline_op = sel.deadline_op,
+  group = group.group,
+  scope = group.scope,
 }
 
 for k, v in pairs(time) do M[k] = v end

@@ -26,6 +26,7 @@
 #include "mpsc.h"
 #include "select.h"
 #include "sync.h"
+#include "group.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -295,6 +296,11 @@ static nx_task *nx_handle_task(const nx_handle *h, nx_rt **rtp) {
   return t;
 }
 
+nx_task *nx_lua_handle_task(lua_State *L, int idx, nx_rt **rtp) {
+  nx_handle *h = nx_test_handle(L, idx);
+  return h ? nx_handle_task(h, rtp) : NULL;
+}
+
 static int nx_handle_done(const nx_handle *h) {
   nx_task *t = nx_handle_task(h, NULL);
   return !t || t->state == NX_DONE;
@@ -454,6 +460,9 @@ static int nx_join_wait(lua_State *L, nx_rt *rt, nx_task *t, const char *fname) 
     return nx_error(L, "%s: not inside a nexus task", fname);
   }
   if (t == rt->cur) return nx_error(L, "%s: a task cannot join itself", fname);
+  if (t->joiner && t->joiner->kind == NX_KIND_GROUP)
+    return nx_error(L, "%s: task %d belongs to a group: its group's next() or wait() gives its outcome",
+                    fname, (int)t->id);
   if (t->joiner) return nx_error(L, "%s: task %d is already being joined by another task", fname, (int)t->id);
   if (nx_wait_join(rt, t) != NX_OK) return nx_error(L, "%s: cannot wait here", fname);
   lua_pushlightuserdata(L, (void *)&nx_api_table);
@@ -1022,7 +1031,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
-  nx_chan_open, nx_sel_open, nx_sync_open,
+  nx_chan_open, nx_sel_open, nx_sync_open, nx_group_open,
   nx_cancel_open,
   nx_world_open,
   nx_bchan_open,

@@ -3,6 +3,7 @@
 #include "bchan.h"
 #include "cancel.h"
 #include "select.h"
+#include "group.h"
 
 #include <assert.h>
 #include <math.h>
@@ -633,7 +634,8 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->joiner) {
     nx_task *j = t->joiner;
     t->joiner = NULL;
-    nx_task_wake(rt, j, NX_WAKE_OK);
+    if (j->kind == NX_KIND_GROUP) nx_group_ended(rt, j, t);
+    else nx_task_wake(rt, j, NX_WAKE_OK);
   }
   nx_task_ended(rt, L, t);
 }
@@ -810,6 +812,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   double polled = nx_now();
   int stop;
   for (;;) {
+    if (rt->kills) nx_group_kill(rt, L);
     nx_run_batch(rt, L);
     if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();
@@ -861,6 +864,7 @@ void nx_rt_close(nx_rt *rt, lua_State *L) {
   if (rt->closed) return;
   rt->closed = 1;
   nx_rt_abort_all(rt, L);
+  if (rt->kills) nx_group_kill(rt, L);
   if (rt->fatal) {
     nx_task *t = rt->fatal;
     rt->fatal = NULL;

@@ -25,7 +25,7 @@ enum { NX_END_OK, NX_END_ERROR, NX_END_ABORTED };                       /* end *
 enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer kind */
 enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
 enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1 };                           /* wake code */
-enum { NX_KIND_TASK = 0, NX_KIND_PROXY = 1 };                           /* kind */
+enum { NX_KIND_TASK = 0, NX_KIND_PROXY = 1, NX_KIND_GROUP = 2 };        /* kind */
 
 /* Status codes of the FFI entry points; < 0 are programming errors.
  * The convention of every suspending operation (as lua-resty-core's):
@@ -71,7 +71,7 @@ struct nx_task {
   uint32_t qseq;                /* bumps on each push: stale queue entries */
   uint16_t holds;               /* C-side holds (block_on root) */
   uint8_t ran;                  /* resumed by the executor at least once */
-  uint8_t kind;                 /* NX_KIND_TASK, or NX_KIND_PROXY: a select op (select.h) */
+  uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
   uint8_t state, end, flags;
   int8_t wake;                  /* how the last wait ended */
   uint16_t nargs;               /* arguments for the first resume; results once KEPT */
@@ -114,6 +114,7 @@ struct nx_rt {
   nx_owned owned;               /* list head of what close() must close */
   struct nx_shutdown *sd;       /* signal handlers, if installed */
   nx_task *sd_waiter;           /* the one task waiting on the shutdown signal */
+  struct nx_group *kills;       /* dropped groups whose members the executor aborts */
   int signo;                    /* the signal that shut it down, or 0 */
   int interrupted;              /* a signal found no waiter: abort everything */
   uint8_t shut;                 /* shutdown triggered */

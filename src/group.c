@@ -1,0 +1,207 @@
+/* group.c - task groups: membership, completion order, the one waiter
+ * of next(), and aborting the members of a dropped group (see group.h).
+ * The Lua side (lua/nexus/group.lua) keeps the members' handles by id. */
+#include "group.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <lauxlib.h>
+
+#define NX_GROUP_MT "nexus.group"
+
+typedef struct nx_gbox { nx_group *g; } nx_gbox;
+
+static nx_group *nx_check_group(lua_State *L, const char *fname) {
+  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  if (!b) luaL_error(L, "%s: expected a group", fname);
+  if (!b->g) luaL_error(L, "%s: the group is closed", fname);
+  return b->g;
+}
+
+static void nx_group_free(nx_group *g) {
+  free(g->done);
+  free(g);
+}
+
+/* The waiter of next() is the sink's joiner field: a group never joins. */
+static nx_task **nx_group_waiter(nx_group *g) { return &g->sink.joiner; }
+
+static void nx_group_wake(nx_rt *rt, nx_group *g) {
+  nx_task *w = *nx_group_waiter(g);
+  if (!w) return;
+  *nx_group_waiter(g) = NULL;
+  nx_task_wake(rt, w, NX_WAKE_OK);
+}
+
+static int nx_group_push(nx_group *g, uint64_t id) {
+  if (g->dn == g->dcap) {
+    uint32_t cap = g->dcap ? g->dcap * 2 : 16;
+    uint64_t *v = malloc(cap * sizeof *v);
+    if (!v) return -1;
+    for (uint32_t i = 0; i < g->dn; i++) v[i] = g->done[(g->dhead + i) & (g->dcap - 1)];
+    free(g->done);
+    g->done = v;
+    g->dhead = 0;
+    g->dcap = cap;
+  }
+  g->done[(g->dhead + g->dn++) & (g->dcap - 1)] = id;
+  return 0;
+}
+
+void nx_group_ended(nx_rt *rt, nx_task *sink, nx_task *member) {
+  nx_group *g = (nx_group *)sink;
+  g->live--;
+  if (g->dropped) {
+    if (g->live == 0 && !g->in_kills) nx_group_free(g);
+    return;
+  }
+  if (nx_group_push(g, member->id) != 0) {
+    /* Losing a member's outcome silently is worse than stopping. */
+    fputs("nexus: out of memory in a task group\n", stderr);
+    abort();
+  }
+  nx_group_wake(rt, g);
+}
+
+/* Aborts every member of g (walks the runtime's tasks: rare, and the
+ * members are not listed anywhere else). */
+static void nx_group_abort_members(nx_rt *rt, lua_State *L, nx_group *g) {
+  for (uint32_t s = 0; s < rt->used && g->live; s++) {
+    nx_task *t = nx_task_at(rt, s);
+    if (t->joiner == &g->sink && t->state != NX_DONE && t->state != NX_FREE)
+      nx_task_abort(rt, L, t);
+  }
+}
+
+void nx_group_kill(nx_rt *rt, lua_State *L) {
+  nx_group *g;
+  while ((g = rt->kills)) {
+    rt->kills = g->next_kill;
+    g->next_kill = NULL;
+    nx_group_abort_members(rt, L, g);
+    g->in_kills = 0;
+    /* A member running now (it dropped its own group) ends at its next
+     * yield; the group goes with its last member. */
+    if (g->live == 0) nx_group_free(g);
+  }
+}
+
+/* ---- Lua functions (core.group_*) ---- */
+
+static int l_group_new(lua_State *L) {
+  nx_gbox *b = lua_newuserdata(L, sizeof *b);
+  b->g = calloc(1, sizeof(nx_group));
+  if (!b->g) return luaL_error(L, "nexus.group: out of memory");
+  b->g->sink.kind = NX_KIND_GROUP;
+  b->g->sink.state = NX_DONE;      /* never runs, never waits */
+  luaL_getmetatable(L, NX_GROUP_MT);
+  lua_setmetatable(L, -2);
+  return 1;
+}
+
+/* core.group_add(g, h): h's task joins the group. */
+static int l_group_add(lua_State *L) {
+  nx_group *g = nx_check_group(L, "group:spawn");
+  nx_rt *rt;
+  nx_task *t = nx_lua_handle_task(L, 2, &rt);
+  if (!t || t->state == NX_DONE) return luaL_error(L, "group:spawn: the task ended already");
+  if (t->joiner) return luaL_error(L, "group:spawn: task %d has a joiner already", (int)t->id);
+  if (g->rt && g->live && (g->rt != rt || g->rt_serial != rt->serial))
+    return luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
+  g->rt = rt;
+  g->rt_serial = rt->serial;
+  t->joiner = &g->sink;
+  g->members++;
+  g->live++;
+  return 0;
+}
+
+static void nx_group_cancel(nx_rt *rt, nx_task *t) {
+  (void)rt;
+  nx_group *g = t->wobj;
+  if (*nx_group_waiter(g) == t) *nx_group_waiter(g) = NULL;
+}
+
+/* core.group_next(g, wait): the id of the next member to have ended |
+ * nil when the group is empty | false when none has ended yet (with
+ * wait, the running task now waits for one) | -1: another task waits. */
+static int l_group_next(lua_State *L) {
+  nx_group *g = nx_check_group(L, "group:next");
+  if (g->dn) {
+    uint64_t id = g->done[g->dhead];
+    g->dhead = (g->dhead + 1) & (g->dcap - 1);
+    g->dn--;
+    g->members--;
+    lua_pushnumber(L, (lua_Number)id);
+    return 1;
+  }
+  if (g->members == 0) {
+    lua_pushnil(L);
+    return 1;
+  }
+  if (lua_toboolean(L, 2)) {
+    nx_rt *rt = nx_cur_rt;
+    nx_task *t = rt ? nx_running(rt) : NULL;
+    if (!t) return luaL_error(L, "group:next: not inside a nexus task");
+    nx_task **w = nx_group_waiter(g);
+    if (*w && *w != t) {
+      lua_pushinteger(L, -1);
+      return 1;
+    }
+    if (g->rt != rt || g->rt_serial != rt->serial)
+      return luaL_error(L, "group:next: the group's tasks belong to another runtime");
+    *w = t;
+    nx_wait(rt, nx_group_cancel, g);
+  }
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
+/* core.group_abort(g): aborts every member now. */
+static int l_group_abort(lua_State *L) {
+  nx_group *g = nx_check_group(L, "group:abort");
+  if (g->live && g->rt == nx_rt_of(g->rt_serial)) nx_group_abort_members(g->rt, L, g);
+  return 0;
+}
+
+static int l_group_len(lua_State *L) {
+  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  lua_pushinteger(L, b && b->g ? (lua_Integer)b->g->members : 0);
+  return 1;
+}
+
+/* __gc and core.group_close(g): members still running are aborted by the
+ * executor at its next safe point (a finalizer may run in the middle of
+ * the executor's own work). */
+static int l_group_close(lua_State *L) {
+  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  if (!b || !b->g) return 0;
+  nx_group *g = b->g;
+  b->g = NULL;
+  g->dropped = 1;
+  nx_rt *rt = g->live ? nx_rt_of(g->rt_serial) : NULL;
+  if (g->live && rt == g->rt) {
+    g->next_kill = rt->kills;
+    g->in_kills = 1;
+    rt->kills = g;
+  } else if (!g->live) {
+    nx_group_free(g);
+  }
+  /* else: its runtime is gone, and with it every member (never here). */
+  return 0;
+}
+
+static const luaL_Reg nx_group_funcs[] = {
+  {"group_new", l_group_new}, {"group_add", l_group_add}, {"group_next", l_group_next},
+  {"group_abort", l_group_abort}, {"group_len", l_group_len}, {"group_close", l_group_close},
+  {NULL, NULL},
+};
+
+void nx_group_open(lua_State *L) {
+  luaL_newmetatable(L, NX_GROUP_MT);
+  lua_pushcfunction(L, l_group_close);
+  lua_setfield(L, -2, "__gc");
+  lua_pop(L, 1);
+  luaL_register(L, NULL, nx_group_funcs);
+}
