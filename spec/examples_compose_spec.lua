@@ -40,6 +40,44 @@ describe("composition examples", function()
         assert.truthy(out:find("query 1: ok 1\nquery 2: ok 2\nquery 3: error query 3 failed\n"
           .. "query 4: ok 4\n4 queries, 1 failed\n", 1, true), p:show())
       end)
+
+      it("fanout.lua: 1,000 jobs through a group, at most 50 at once, every failure collected", function()
+        local out, p = run(how, "fanout.lua")
+        assert.are.same({ exited = true, code = 0 }, p.status, p:show())
+        assert.are.equal("", p:err(), p:show())
+        local peak = out:match("^fanout: 1000 jobs, cap 50: 990 ok, 10 failed, 0 cancelled, "
+          .. "peak (%d+) in flight, sum 495000, completed\nfirst error: job 100 failed\n$")
+        assert.is_truthy(peak, p:show())
+        assert.is_true(tonumber(peak) >= 1 and tonumber(peak) <= 50, p:show())
+      end)
+
+      it("fanout.lua: a smaller cap holds", function()
+        local out, p = run(how, "fanout.lua", "200", "7")
+        assert.are.same({ exited = true, code = 0 }, p.status, p:show())
+        local peak = out:match("^fanout: 200 jobs, cap 7: 198 ok, 2 failed, 0 cancelled, "
+          .. "peak (%d+) in flight, sum 19800, completed\n")
+        assert.is_truthy(peak, p:show())
+        assert.is_true(tonumber(peak) >= 1 and tonumber(peak) <= 7, p:show())
+      end)
+
+      it("fanout.lua: a job that never ends runs into the deadline; closing the group aborts it", function()
+        -- job 555 sleeps for an hour: the run times out whatever the
+        -- machine's speed; how many of the others finished first may vary
+        local out, p = run(how, "fanout.lua", "1000", "50", "0.5", "555")
+        assert.are.same({ exited = true, code = 0 }, p.status, p:show())
+        assert.are.equal("", p:err(), p:show())
+        local ok, failed, cancelled, peak, sum = out:match("^fanout: 1000 jobs, cap 50: (%d+) ok, (%d+) failed, "
+          .. "(%d+) cancelled, peak (%d+) in flight, sum (%d+), timed out\n")
+        assert.is_truthy(ok, p:show())
+        ok, failed, cancelled, peak, sum = tonumber(ok), tonumber(failed), tonumber(cancelled), tonumber(peak), tonumber(sum)
+        assert.are.equal(1000, ok + failed + cancelled, p:show())
+        assert.is_true(cancelled >= 1 and failed <= 10 and peak <= 50, p:show())
+        assert.is_true(sum <= 495000 - 555, p:show())
+        local aborted = out:match("\ndeadline 0%.5 s %(timeout%): closed the group, (%d+) members aborted, "
+          .. "every one ended: true\n$")
+        assert.is_truthy(aborted, p:show())
+        assert.is_true(tonumber(aborted) >= 1 and tonumber(aborted) <= 50, p:show())
+      end)
     end)
   end
 end)
