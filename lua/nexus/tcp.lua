@@ -15,9 +15,11 @@ local api = require "nexus.api"
 local util = require "nexus.util"
 local time = require "nexus.time"
 local dns = require "nexus.dns"
+local sel = require "nexus.select"
 
 local type, tostring, tonumber, pairs, floor, getmetatable = type, tostring, tonumber, pairs, math.floor, getmetatable
 local setmetatable, pcall, error, huge = setmetatable, pcall, error, math.huge
+local sel_op, sel_class = sel.op, sel.class
 local ffi_string = ffi.string
 local yield = coroutine.yield
 local c_read, c_read_exactly, c_read_until = core.tcp_read, core.tcp_read_exactly, core.tcp_read_until
@@ -42,6 +44,7 @@ local fast = ffi.cast("const nx_tcp_api *", core.tcp_api)
 local fast_read, fast_write = fast.read, fast.write
 local nread = ffi.new("size_t[1]")
 local SMT = core.tcp_stream_mt
+local LMT = core.tcp_listener_mt
 local MAXREAD = 2 ^ 52
 
 local M = {}
@@ -270,6 +273,141 @@ function S.lines(s, max)
   end
 end
 
+---------------------------------------------------------------- select ops
+
+-- Ops for nexus.select (lua/nexus/select.lua). poll runs with the op's
+-- proxy as the current task, so the C entry points above register the
+-- proxy as the stream's reader (the listener's acceptor) when they must
+-- wait, exactly as they do a task: a second reader meanwhile raises
+-- "another task is already reading", close() wakes the op to give
+-- nil, "closed", and the proxy's cancel callback (the select ended,
+-- losing or winning, or the task was aborted or timed out) unlinks it.
+-- A read consumes bytes only when it completes, and completing is
+-- winning, so a losing read consumes nothing. Stream time-outs do not
+-- apply: a select's time-out is its own sleep_op/deadline_op.
+-- poll must not raise: the C calls, which raise on faults, are pcalled
+-- (the FFI fast path of read_op first, which never raises).
+
+-- The C fault "stream:read: msg" names the op's function instead.
+local function op_fault(fname, msg)
+  msg = tostring(msg)
+  return nil, fname .. ": " .. (msg:match("^[%w_]+:[%w_]+: (.*)$") or msg)
+end
+
+local function check_stream(fname, s)
+  if getmetatable(s) ~= SMT then argerror(fname, "expected a tcp stream, got " .. type(s), 2) end
+end
+
+-- A byte count: nil (dflt) or an integer in lo..2^52.
+local function check_count(fname, what, v, lo)
+  if v == nil then return end
+  if type(v) ~= "number" or v ~= v or v ~= floor(v) or v < lo or v > MAXREAD then
+    local got = type(v) == "number" and tostring(v) or type(v)
+    argerror(fname, what .. " must be " .. (lo == 0 and "a non-negative" or "a positive")
+             .. " integer, got " .. got, 2)
+  end
+end
+
+-- Results are kept in fields made at creation (false: none), so a poll
+-- and a take allocate nothing beyond the result string.
+local ReadOp = sel_class("tcp read")
+function ReadOp.poll(op)
+  local s = op.s
+  local p = fast_read(s, op.fmax, nread)
+  if p ~= nil then
+    op.a = ffi_string(p, nread[0])
+    return true
+  end
+  local ok, a, b = pcall(c_read, s, op.max)
+  if not ok then return op_fault("stream:read_op", a) end
+  if a == false then return false end
+  op.a, op.b = a or false, b or false
+  return true
+end
+function ReadOp.take(op)
+  local a, b = op.a, op.b
+  op.a, op.b = false, false
+  if a then return a end
+  return nil, b
+end
+
+-- An op for nexus.select: as s:read(max) (data | nil, err), without the
+-- stream's read time-out; a losing read consumes nothing.
+function S.read_op(s, max)
+  check_stream("stream:read_op", s)
+  check_count("stream:read_op", "max", max, 1)
+  return sel_op(ReadOp, { s = s, max = max, fmax = max or 0, a = false, b = false },
+                "stream:read_op")
+end
+
+-- read_exactly, read_until and read_line: data | nil, err, partial
+local function framed_take(op)
+  local a, b, c = op.a, op.b, op.c
+  op.a, op.b, op.c = false, false, false
+  if a then return a end
+  if c then return nil, b, c end
+  return nil, b
+end
+
+local ExactOp = sel_class("tcp read_exactly")
+function ExactOp.poll(op)
+  local ok, a, b, c = pcall(c_read_exactly, op.s, op.n)
+  if not ok then return op_fault("stream:read_exactly_op", a) end
+  if a == false then return false end
+  op.a, op.b, op.c = a or false, b or false, c or false
+  return true
+end
+ExactOp.take = framed_take
+
+-- An op for nexus.select: as s:read_exactly(n) (n bytes | nil, err,
+-- partial), without the stream's read time-out; a losing read consumes
+-- nothing.
+function S.read_exactly_op(s, n)
+  check_stream("stream:read_exactly_op", s)
+  if n == nil then argerror("stream:read_exactly_op", "n must be an integer, got nil") end
+  check_count("stream:read_exactly_op", "n", n, 0)
+  return sel_op(ExactOp, { s = s, n = n, a = false, b = false, c = false }, "stream:read_exactly_op")
+end
+
+local UntilOp = sel_class("tcp read_until")
+function UntilOp.poll(op)
+  local ok, a, b, c = pcall(c_read_until, op.s, op.delim, op.max, op.fname, op.cr)
+  if not ok then return op_fault(op.fname, a) end
+  if a == false then return false end
+  op.a, op.b, op.c = a or false, b or false, c or false
+  return true
+end
+UntilOp.take = framed_take
+
+local LineOp = sel_class("tcp read_line")
+LineOp.poll = UntilOp.poll
+LineOp.take = framed_take
+
+local function until_op(cls, fname, s, delim, max, cr)
+  return sel_op(cls, { s = s, delim = delim, max = max, fname = fname, cr = cr,
+                       a = false, b = false, c = false }, fname)
+end
+
+-- An op for nexus.select: as s:read_until(delim, max), without the
+-- stream's read time-out; a losing read consumes nothing.
+function S.read_until_op(s, delim, max)
+  local fname = "stream:read_until_op"
+  check_stream(fname, s)
+  if type(delim) ~= "string" then argerror(fname, "delimiter must be a string, got " .. type(delim)) end
+  if delim == "" then argerror(fname, "empty delimiter") end
+  check_count(fname, "max", max, 1)
+  return until_op(UntilOp, fname, s, delim, max, false)
+end
+
+-- An op for nexus.select: as s:read_line(max), without the stream's read
+-- time-out; a losing read consumes nothing.
+function S.read_line_op(s, max)
+  local fname = "stream:read_line_op"
+  check_stream(fname, s)
+  check_count(fname, "max", max, 1)
+  return until_op(LineOp, fname, s, "\n", max, true)
+end
+
 ---------------------------------------------------------------- options
 
 local function check_port(fname, port, lo)
@@ -410,6 +548,19 @@ function M.listen(host, port, opts)
   return ln, err
 end
 
+-- The read_timeout/write_timeout of a stream ln accepted: the listener's,
+-- each replaced by opts' (checked).
+local function accepted_timeouts(ln, s, opts)
+  local lt = listener_tmo[ln]
+  local r, w
+  if lt then r, w = lt[1], lt[2] end
+  if opts then
+    if opts.read_timeout ~= nil then r = opts.read_timeout end
+    if opts.write_timeout ~= nil then w = opts.write_timeout end
+  end
+  if r or w then opt_timeouts(s, r, w) end
+end
+
 -- (suspends) stream, "ip:port" | nil, err. opts: read_timeout and
 -- write_timeout of the stream, each replacing the listener's.
 function L.accept(ln, opts)
@@ -420,17 +571,33 @@ function L.accept(ln, opts)
     yield()
     a, b = c_accept(ln)
   end
-  if a then
-    local lt = listener_tmo[ln]
-    local r, w
-    if lt then r, w = lt[1], lt[2] end
-    if opts then
-      if opts.read_timeout ~= nil then r = opts.read_timeout end
-      if opts.write_timeout ~= nil then w = opts.write_timeout end
-    end
-    if r or w then opt_timeouts(a, r, w) end
-  end
+  if a then accepted_timeouts(ln, a, opts) end
   return a, b
+end
+
+local AcceptOp = sel_class("tcp accept")
+function AcceptOp.poll(op)
+  local ok, a, b = pcall(c_accept, op.ln)
+  if not ok then return op_fault("listener:accept_op", a) end
+  if a == false then return false end
+  if a then accepted_timeouts(op.ln, a, op.opts) end
+  op.a, op.b = a or false, b or false
+  return true
+end
+function AcceptOp.take(op)
+  local a, b = op.a, op.b
+  op.a, op.b = false, false
+  if a then return a, b end
+  return nil, b
+end
+
+-- An op for nexus.select: as ln:accept(opts) (stream, "ip:port" | nil,
+-- err); a losing accept leaves the connection for the next accept.
+function L.accept_op(ln, opts)
+  local fname = "listener:accept_op"
+  if getmetatable(ln) ~= LMT then argerror(fname, "expected a tcp listener, got " .. type(ln)) end
+  if opts ~= nil then opts = check_opts(fname, opts, accept_opts) end
+  return sel_op(AcceptOp, { ln = ln, opts = opts or false, a = false, b = false }, fname)
 end
 
 return M
