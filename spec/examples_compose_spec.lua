@@ -80,4 +80,104 @@ describe("composition examples", function()
       end)
     end)
   end
+
+  for _, how in ipairs({ "nexus", "luajit" }) do
+    it("chat_server.lua under " .. how .. ": broadcasts to every other client, drops a client "
+       .. "that stops reading, and SIGTERM ends every session with exit 0", function()
+      local p = runners[how](examples .. "chat_server.lua", "0")
+      assert.is_true(p:wait_for("\n", LIMIT), p:show())
+      local port = tonumber(p:out():match("^listening (%d+)\n"))
+      assert.is_truthy(port, p:show())
+
+      local r = nexus.run(function()
+        local r = {}
+        local function connect(id)
+          local c = assert(nexus.tcp.connect("127.0.0.1", port))
+          assert.are.equal("welcome " .. id, c:read_line(), p:show())   -- registered
+          return c
+        end
+        local a, b, c = connect(1), connect(2), connect(3)
+
+        -- everyone speaks once; each hears the two others
+        a:write("hello from a\n")
+        b:write("hello from b\n")
+        c:write("hello from c\n")
+        local function two(s)
+          local t = { s:read_line(), s:read_line() }
+          table.sort(t)
+          return t
+        end
+        r.heard = { two(a), two(b), two(c) }
+
+        -- d stops reading: a talks in rounds of 32 lines of 1 kB, b and c
+        -- read each round, until the server drops d (its outbox and socket
+        -- buffers full); a round never runs ahead of b and c
+        local d = connect(4)
+        local pad = ("x"):rep(1000)
+        local rounds, dropped = 0, false
+        while not dropped and rounds < 4000 do
+          rounds = rounds + 1
+          local batch = {}
+          for k = 1, 32 do batch[k] = ("r%d l%d %s\n"):format(rounds, k, pad) end
+          assert(a:write(table.concat(batch)))
+          for _, s in ipairs({ b, c }) do
+            for k = 1, 32 do
+              local line, err = s:read_line()
+              if line ~= ("1: r%d l%d %s"):format(rounds, k, pad) then
+                r.lost = ("round %d line %d: %s %s"):format(rounds, k, tostring(line and line:sub(1, 20)), tostring(err))
+                return r
+              end
+            end
+          end
+          dropped = p:out():find("session 4: ended (slow", 1, true) ~= nil
+        end
+        r.rounds, r.dropped = rounds, dropped
+        -- the others go on
+        a:write("after the drop\n")
+        r.after = { b:read_line(), c:read_line() }
+        -- d gets what was already on its way, then the end of the stream
+        local got, err = 0, nil
+        local ok = nexus.timeout(LIMIT, function()
+          while true do
+            local chunk, e = d:read(65536)
+            if not chunk then err = e break end
+            got = got + #chunk
+          end
+        end)
+        r.d_end = ok and err
+        d:close()
+
+        -- SIGTERM: the three live sessions end, each client sees the end
+        p:signal("TERM")
+        r.ends = {}
+        for i, s in ipairs({ a, b, c }) do
+          local _, e = s:read_line()
+          r.ends[i] = e
+          s:close()
+        end
+        return r
+      end)
+
+      assert.is_nil(r.lost, p:show())
+      assert.are.same({ { "2: hello from b", "3: hello from c" },
+                        { "1: hello from a", "3: hello from c" },
+                        { "1: hello from a", "2: hello from b" } }, r.heard)
+      assert.is_true(r.dropped, ("not dropped after %d rounds\n%s"):format(r.rounds, p:show()))
+      assert.are.same({ "1: after the drop", "1: after the drop" }, r.after)
+      assert.truthy(r.d_end == "eof" or r.d_end == "connection reset by peer", tostring(r.d_end))
+      for i = 1, 3 do
+        assert.truthy(r.ends[i] == "eof" or r.ends[i] == "connection reset by peer", tostring(r.ends[i]))
+      end
+      assert.is_truthy(p:wait(LIMIT), p:show())
+      assert.are.same({ exited = true, code = 0 }, p.status, p:show())
+      assert.are.equal("", p:err(), p:show())
+      local out = p:out()
+      assert.truthy(out:find("shutdown: ending 3 session(s)\n", 1, true), p:show())
+      for id = 1, 3 do
+        assert.truthy(out:find(("session %d: ended (shutdown)\n"):format(id), 1, true), p:show())
+      end
+      local last = "\nshutdown: every session ended (4 served)\n"
+      assert.are.equal(last, out:sub(-#last), p:show())
+    end)
+  end
 end)
