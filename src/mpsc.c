@@ -741,6 +741,31 @@ static int l_mpsc_recv(lua_State *L) {
   return 2;
 }
 
+/* core.mpsc_check(tx, v, fname): raises what tx:send would raise for v (a
+ * value that cannot be copied), sending nothing: send_op and op:set check
+ * their value when given, not at the select. The sender's scratch buffer
+ * is free between calls (every send encodes into it anew). */
+static int l_mpsc_check(lua_State *L) {
+  const char *fname = luaL_checkstring(L, 3);
+  mp_sender *s = mp_check_sender(L, 1, fname);
+  lua_settop(L, 2);
+  s->enc.len = 0;
+  nx_codec_put(L, &s->enc, 2, fname, "send", 0);
+  mp_buf_trim(&s->enc);
+  return 0;
+}
+
+/* core.mpsc_local(tx|rx) -> true on the receiver's thread: where a send
+ * waits as a task (a select op can), not by blocking the thread. */
+static int l_mpsc_local(lua_State *L) {
+  nexus_mpsc *ch;
+  mp_sender *s = luaL_testudata(L, 1, MP_SENDER_MT);
+  if (s) ch = s->ch;
+  else ch = mp_check_receiver(L, 1, "mpsc")->ch;
+  lua_pushboolean(L, ch && mp_on_rx_thread(ch));
+  return 1;
+}
+
 static int l_mpsc_clone(lua_State *L) {
   mp_sender *s = mp_check_sender(L, 1, "tx:clone");
   if (!s->open) return luaL_error(L, "tx:clone: the sender is closed");
@@ -945,6 +970,7 @@ static const luaL_Reg mp_funcs[] = {
   {"mpsc_rx_close", l_mpsc_rx_close}, {"mpsc_info", l_mpsc_info},
   {"mpsc_handle", l_mpsc_handle}, {"mpsc_sender", l_mpsc_sender},
   {"mpsc_address", l_mpsc_address},
+  {"mpsc_check", l_mpsc_check}, {"mpsc_local", l_mpsc_local},
   {"_mpsc_pool_send", l_mpsc_pool_send},
   {NULL, NULL},
 };

@@ -10,6 +10,7 @@
 local ffi = require "ffi"
 local core = require "nexus.core"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
 ffi.cdef [[
 typedef struct nexus_bchan nexus_bchan;
@@ -61,6 +62,7 @@ local b_commit, b_abort, b_release = B.pub.commit, B.pub.abort, B.pub.release
 local b_state, b_len = B.state, B.pub.len
 
 local type, error, tostring, setmetatable, tonumber = type, error, tostring, setmetatable, tonumber
+local getmetatable = getmetatable
 local floor = math.floor
 local band = bit.band
 local copy, fstring, gc, cast = ffi.copy, ffi.string, ffi.gc, ffi.cast
@@ -403,6 +405,106 @@ function Rx.cptr(rx) return chan_ptr(rx._ch) end
 Rx.__tostring = function(rx)
   return ("nexus.channel.bytes.receiver(capacity=%d, len=%d%s)"):format(
     rx._cap, rx:len(), rx:is_closed() and ", closed" or "")
+end
+
+---------------------------------------------------------------- select ops
+
+-- Ops for nexus.select. Their polls call the C entry points of the
+-- blocking calls with the op's proxy as the running task, so they wait as
+-- the receiving task, or as a claim in the producers' FIFO.
+--
+-- A claim made in a poll is linked to the running task's list (t->claims,
+-- so that an aborted task gives its room back): there, to the proxy, which
+-- never ends. So a send op commits its claim inside the poll that got it,
+-- granted or not: a poll that completes always wins its select. A claim
+-- granted room but withdrawn (its op lost, or the task was aborted or
+-- timed out) gives the room back through bchan.c's cancel callback.
+
+local BC_GRANTED = 2          -- claim state (src/bchan.c)
+
+local function op_fault(rc)
+  if rc == HELD then return nil, "the previous message was not released (call m:release() first)" end
+  if rc == RXBUSY then return nil, "another task is already receiving on this channel" end
+  if rc == OTHERRT then return nil, "the channel belongs to another runtime" end
+  if rc == -2 then return nil, "out of memory" end
+  return nil, "unexpected status " .. tostring(rc)
+end
+
+local RecvOp = sel.class("bytes recv")
+function RecvOp.poll(op)
+  local rc = b_recv_wait(op.ch, op.m, 1)
+  if rc == OK or rc == EPIPE then
+    op.ok = rc == OK
+    return true
+  end
+  if rc == AGAIN then return false end
+  return op_fault(rc)
+end
+function RecvOp.take(op)
+  if op.ok then return op.m end
+  return nil, "closed"
+end
+
+-- An op for nexus.select: message | nil, "closed" (the receiver's one
+-- message object, as rx:recv gives); a losing recv takes nothing.
+function Rx.recv_op(rx)
+  if getmetatable(rx) ~= Rx then raise("rx:recv_op", "expected a byte channel receiver, got " .. type(rx), 2) end
+  return sel.op(RecvOp, { rx = rx, ch = rx._ch, m = rx._m, ok = false }, "rx:recv_op")
+end
+
+local SendOp = sel.class("bytes send")
+function SendOp.poll(op)
+  local tx, c, s = op.tx, op.c, op.v
+  local ch, n = tx._ch, #s
+  if not tx._open then                    -- closed, maybe while this waited
+    if c.st_ == BC_GRANTED and b_claim_wait(ch, n, c, 0) == OK then b_abort(c) end   -- a grant: give it back
+    op.ok = false
+    return true
+  end
+  local rc = b_claim_wait(ch, n, c, 1)
+  if rc == OK and c.len ~= n then         -- room granted for the value before an op:set
+    b_abort(c)
+    rc = b_claim_wait(ch, n, c, 1)
+  end
+  if rc == OK then
+    copy(c.ptr, s, n)
+    op.ok = b_commit(c) == OK             -- EPIPE: the receiver closed
+    return true
+  elseif rc == EPIPE then
+    op.ok = false
+    return true
+  elseif rc == AGAIN then
+    return false
+  end
+  return op_fault(rc)
+end
+function SendOp.take(op)
+  if op.ok then return true end
+  return nil, "closed"
+end
+
+-- The string the next select sends; returns the op.
+function SendOp.set(op, s)
+  if getmetatable(op) ~= SendOp then raise("op:set", "expected a byte channel send op, got " .. type(op), 2) end
+  check_string("op:set", op.tx, s)
+  op.v = s
+  return op
+end
+
+-- An op for nexus.select: true | nil, "closed"; a losing send sends
+-- nothing and holds no room.
+function Tx.send_op(tx, s)
+  if getmetatable(tx) ~= Tx then raise("tx:send_op", "expected a byte channel sender, got " .. type(tx), 2) end
+  check_string("tx:send_op", tx, s)
+  -- The op's own claim (never pooled: own_ = 0), waiting through tx: tx:close() makes it give up.
+  local c = gc(claim_t(), B.claim_gc)
+  local w = tx._waits
+  if not w then
+    w = setmetatable({}, WEAK_KEYS)
+    tx._waits = w
+  end
+  w[c] = true
+  return sel.op(SendOp, { tx = tx, c = c, v = s, ok = false }, "tx:send_op")
 end
 
 ---------------------------------------------------------------- constructor

@@ -9,6 +9,7 @@
 local ffi = require "ffi"
 local core = require "nexus.core"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
 ffi.cdef [[
 typedef struct nexus_mpsc nexus_mpsc;
@@ -22,6 +23,7 @@ typedef struct nexus_mpsc_api {
 ]]
 
 local type, error, tostring, tonumber, pcall = type, error, tostring, tonumber, pcall
+local getmetatable = getmetatable
 local floor = math.floor
 local cast = ffi.cast
 local c_send, c_recv, c_info = core.mpsc_send, core.mpsc_recv, core.mpsc_info
@@ -177,6 +179,102 @@ end
 rx_mt.__tostring = function(rx)
   local n, cap = c_info(rx)
   return ("nexus.channel.mpsc.receiver(len=%d, capacity=%d%s)"):format(n, cap, Rx.is_closed(rx) and ", closed" or "")
+end
+
+---------------------------------------------------------------- select ops
+
+-- Ops for nexus.select. Their polls call the same C entry points as the
+-- blocking calls, with the op's proxy as the running task: a recv waits
+-- as the receiving task (woken directly, or through the loop's async
+-- handle by a sender on another thread), a send waits in the senders'
+-- FIFO and, granted the turn but losing, passes it on. The C functions
+-- raise on a value that cannot be copied (or a corrupt message): a poll
+-- must not raise, so they run under pcall and a raise is the op's fault.
+
+local function op_fault(rc, err)
+  if rc == RXBUSY then return nil, "another task is already receiving on this channel" end
+  if rc == OTHERRT then return nil, "the channel belongs to another runtime" end
+  if rc == -2 or rc == -12 then return nil, "out of memory" end
+  if err then return nil, err end
+  return nil, "unexpected status " .. tostring(rc)
+end
+
+local RecvOp = sel.class("mpsc recv")
+function RecvOp.poll(op)
+  local ok, rc, v = pcall(c_recv, op.rx, true)
+  if not ok then return op_fault(nil, rc) end
+  if rc == OK then
+    op.v = v
+    return true
+  elseif rc == EPIPE then
+    op.v = nil
+    return true
+  elseif rc == AGAIN then
+    return false
+  end
+  return op_fault(rc)
+end
+function RecvOp.take(op)
+  local v = op.v
+  if v == nil then return nil, "closed" end
+  op.v = nil                 -- the op keeps no value between selects
+  return v
+end
+
+-- An op for nexus.select: v | nil, "closed"; a losing recv takes nothing.
+function Rx.recv_op(rx)
+  if getmetatable(rx) ~= rx_mt then
+    raise("rx:recv_op", "expected an mpsc receiver, got " .. type(rx), 2)
+  end
+  return sel.op(RecvOp, { rx = rx }, "rx:recv_op")
+end
+
+local SendOp = sel.class("mpsc send")
+function SendOp.poll(op)
+  local ok, rc = pcall(c_send, op.tx, op.v, true, "tx:send_op")
+  if not ok then return op_fault(nil, rc) end
+  if rc == OK then
+    op.ok = true
+    return true
+  elseif rc == EPIPE then
+    op.ok = false
+    return true
+  elseif rc == AGAIN then
+    return false
+  end
+  return op_fault(rc)
+end
+function SendOp.take(op)
+  if op.ok then return true end
+  return nil, "closed"
+end
+
+local function check_value(tx, v, fname)
+  if v == nil then raise(fname, "cannot send nil", 3) end
+  core.mpsc_check(tx, v, fname)   -- raises for what tx:send could not copy
+end
+
+-- The value the next select sends (checked now, copied when sent); returns the op.
+function SendOp.set(op, v)
+  if getmetatable(op) ~= SendOp then raise("op:set", "expected an mpsc send op, got " .. type(op), 2) end
+  check_value(op.tx, v, "op:set")
+  op.v = v
+  return op
+end
+
+-- An op for nexus.select: true | nil, "closed"; a losing send sends
+-- nothing. Only on the receiver's thread: elsewhere a send waits by
+-- blocking its thread, which a select cannot do.
+function Tx.send_op(tx, v)
+  if getmetatable(tx) ~= tx_mt then
+    raise("tx:send_op", "expected an mpsc sender, got " .. type(tx), 2)
+  end
+  check_value(tx, v, "tx:send_op")
+  if not core.mpsc_local(tx) then
+    raise("tx:send_op", "the sender is on another thread than the receiver's runtime "
+      .. "(a send op waits as a task of that runtime; use tx:send, which blocks this thread)", 2)
+  end
+  return sel.op(SendOp, { tx = tx, v = v, ok = false }, "tx:send_op")
 end
 
 ---------------------------------------------------------------- constructors

@@ -3,8 +3,10 @@
 -- (src/shutdown.c); this is cold code, on the classic Lua C API.
 local core = require "nexus.core"
 local util = require "nexus.util"
+local sel = require "nexus.select"
 
-local setmetatable, getmetatable, error, type = setmetatable, getmetatable, error, type
+local setmetatable, getmetatable, error, type, pcall = setmetatable, getmetatable, error, type, pcall
+local tostring = tostring
 local current_runtime = core.current_runtime
 local no_task = util.no_task
 local suspend = util.suspend
@@ -48,7 +50,16 @@ end
 function M.signal() return M.signal_of(current("nexus.shutdown_signal")) end
 function M.handle() return M.handle_of(current("nexus.shutdown_handle")) end
 
--- (suspends) until SIGINT/SIGTERM or a trigger. One waiter at a time.
+-- What shut rt down: "SIGINT", "SIGTERM" (or "signal N"), else "trigger".
+local SIGNAMES = { [2] = "SIGINT", [15] = "SIGTERM" }
+local function cause(rt)
+  local _, signo = rt:_sd_state()
+  if signo == 0 then return "trigger" end
+  return SIGNAMES[signo] or ("signal " .. tostring(signo))
+end
+
+-- (suspends) until SIGINT/SIGTERM or a trigger; returns what did it
+-- ("SIGINT", "SIGTERM" or "trigger"). One waiter at a time.
 function Signal:wait()
   local rt = check(self, Signal, "shutdown_signal:wait", "shutdown signal")
   local rc = rt:_sd_wait("shutdown_signal:wait")
@@ -62,6 +73,37 @@ function Signal:wait()
     end
     rc = rt:_sd_wait("shutdown_signal:wait")
   end
+  return cause(rt)
+end
+
+-- The op of sig:wait_op(). Its poll registers the op's proxy as the one
+-- waiter (rt->sd_waiter); withdrawn, the proxy frees the place. The state
+-- stays set once shut down, so a losing op consumes nothing: the next
+-- wait (or wait_op) returns at once. The C entry point raises when another
+-- task waits, or for another runtime's signal: a poll must not raise, so
+-- it runs under pcall and the raise is the op's fault.
+local FNAME_OP = "shutdown_signal:wait_op"
+local WaitOp = sel.class("shutdown wait")
+function WaitOp.poll(op)
+  local rt = op.rt
+  local ok, rc = pcall(rt._sd_wait, rt, FNAME_OP)
+  if not ok then
+    rc = tostring(rc)
+    if rc:sub(1, #FNAME_OP + 2) == FNAME_OP .. ": " then rc = rc:sub(#FNAME_OP + 3) end
+    return nil, rc
+  end
+  if rc == 0 then return true end
+  if rc == 1 then return false end
+  if rc == -1 then return nil, "not inside a task of the signal's runtime" end
+  return nil, "out of memory"
+end
+function WaitOp.take(op) return cause(op.rt) end
+
+-- An op for nexus.select: the signal name ("SIGINT", "SIGTERM") or
+-- "trigger", as wait() returns; a losing wait_op consumes nothing.
+function Signal:wait_op()
+  local rt = check(self, Signal, FNAME_OP, "shutdown signal")
+  return sel.op(WaitOp, { rt = rt }, FNAME_OP)
 end
 
 function Signal:is_shutdown()
