@@ -19,12 +19,11 @@
 --   waits: it try_sends to each outbox, and a client whose outbox is full
 --   (it stopped reading, and its socket buffers are full too) is dropped,
 --   so one slow client cannot stall the room.
--- * Each session waits with nexus.select on its cancel token first, then
---   on its next line: cancelling the token (a drop, or the shutdown)
---   ends the session wherever it is waiting, with no stream:close() from
---   a watcher task. The line comes from the session's reader task through
---   a one-slot channel (a select op for the stream itself,
---   s:read_line_op(), is the direct way once it is available).
+-- * Each session waits with nexus.select(token:cancelled_op(),
+--   stream:read_line_op()): the token first, so cancelling it (a drop, or
+--   the shutdown) ends the session even with lines still buffered, and
+--   wherever it is waiting, with no watcher task closing the stream to
+--   wake a blocked read. A losing read consumes nothing.
 -- * Fairness: a session that finds hundreds of lines already buffered
 --   broadcasts them without ever having to wait; no nexus.yield() per line
 --   here: the runtime's cooperative budget (builder:coop_budget, default
@@ -36,6 +35,7 @@ local nexus = require "nexus"
 
 local port = tonumber(arg and arg[1]) or 0
 local QUEUE = tonumber(arg and arg[2]) or 256
+local MAX_LINE = 4096     -- a longer line ends the session ("too long")
 
 local function say(fmt, ...)
   io.stdout:write(fmt:format(...), "\n")
@@ -65,39 +65,40 @@ local function session(id, stream, peer)
   local me = { outbox = outbox, token = token }
   nexus.scope(function(s)
     -- The writer: the outbox to the socket, until the outbox is closed.
+    -- Each turn takes everything queued (one write for many lines), so a
+    -- writer keeps up with a sender that broadcasts many lines per turn.
     s:spawn(function()
-      for msg in pending:iter() do
-        if not stream:write(msg) then
+      local batch = {}
+      while true do
+        local msg = pending:recv()
+        if msg == nil then return end                 -- closed and drained
+        batch[1] = msg
+        local n = 1
+        while n < QUEUE do
+          msg = pending:try_recv()
+          if msg == nil then break end
+          n = n + 1
+          batch[n] = msg
+        end
+        if not stream:write(table.concat(batch, "", 1, n)) then
           me.why = me.why or "write failed"
           token:cancel()
           return
         end
       end
     end)
-    -- The reader: lines into a one-slot channel, the session's select op.
-    local lines_tx, lines_rx = nexus.channel(1)
-    s:spawn(function()
-      while true do
-        local line, err = stream:read_line()
-        if not line then
-          me.eof = err
-          lines_tx:close()
-          return
-        end
-        if not lines_tx:send(line) then return end
-      end
-    end)
-
     clients[id] = me
     outbox:try_send("welcome " .. id .. "\n")
     say("session %d: joined from %s", id, peer)
 
-    local cancelled, next_line = token:cancelled_op(), lines_rx:recv_op()
+    -- The reader is the session itself: no watcher task, no close() to
+    -- wake it. Ops are built once and reused by every select.
+    local cancelled, next_line = token:cancelled_op(), stream:read_line_op(MAX_LINE)
     while true do
-      local i, line = nexus.select(cancelled, next_line)   -- the token first
+      local i, line, err = nexus.select(cancelled, next_line)   -- the token first
       if i == 1 then break end
       if line == nil then
-        me.why = "left: " .. tostring(me.eof)
+        me.why = "left: " .. tostring(err)
         break
       end
       broadcast(id, line)
@@ -105,8 +106,7 @@ local function session(id, stream, peer)
 
     clients[id] = nil
     outbox:close()
-    stream:close()              -- wakes the reader (and a blocked writer)
-    lines_rx:close()
+    stream:close()              -- ends the writer, even one blocked in write
   end)
   say("session %d: ended (%s)", id, me.why or (root:is_cancelled() and "shutdown") or "cancelled")
 end
