@@ -14,6 +14,7 @@ local dns = require "nexus.dns"
 local thread = require "nexus.thread"
 local sel = require "nexus.select"
 local group = require "nexus.group"
+local introspect = require "nexus.introspect"
 
 local M = {
   version = core.version,
@@ -41,6 +42,8 @@ local M = {
   sleep_op = sel.sleep_op,
   deadline_op = sel.deadline_op,
   group = group.group,
+  tasks = introspect.tasks,
+  dump = introspect.dump,
   scope = group.scope,
 }
 

@@ -185,7 +185,7 @@ describe("composition examples", function()
     -- proxy never yields, so the sender's session broadcasts the whole
     -- burst in one turn and the others are dropped as slow at line 257.
     -- Turn `pending` back into `it` when it does.
-    pending("chat_server.lua under " .. how .. ": a burst of 1,000 lines read from one buffer reaches "
+    it("chat_server.lua under " .. how .. ": a burst of 1,000 lines read from one buffer reaches "
        .. "the others without dropping them (the cooperative budget lets the writers run)", function()
       -- the burst arrives in one write: the sender's session finds
       -- hundreds of lines buffered and could broadcast them all without

@@ -499,6 +499,8 @@ static const nx_bchan_api nx_bchan_api_table = {
 };
 
 void nx_bchan_open(lua_State *L) {
+  nx_wait_kind(bc_claim_cancel, "bytes claim", NULL);
+  nx_wait_kind(bc_rx_cancel, "bytes recv", NULL);
   lua_pushlightuserdata(L, (void *)&nx_bchan_api_table);
   lua_setfield(L, -2, "bchan_api");
 }

@@ -187,6 +187,7 @@ static const nx_cancel_api nx_cancel_api_table = {
 };
 
 void nx_cancel_open(lua_State *L) {
+  nx_wait_kind(nx_token_wait_cancel, "token cancelled", NULL);
   lua_pushlightuserdata(L, (void *)&nx_cancel_api_table);
   lua_setfield(L, -2, "cancel_api");
 }

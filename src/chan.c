@@ -114,7 +114,10 @@ int nx_chan_send(nx_chan *ch, int wait) {
     return nx_chan_push(ch);
   }
   if (ch->rx_closed) return NX_CH_CLOSED;
-  if (ch->len + ch->granted < ch->cap && ch->sendq.live == 0) return nx_chan_push(ch);
+  if (ch->len + ch->granted < ch->cap && ch->sendq.live == 0) {
+    if (wait && nx_coop_spend(rt)) return NX_CH_WAIT;    /* yields once, then retries */
+    return nx_chan_push(ch);
+  }
   if (!wait) return NX_CH_FULL;
   int rc;
   nx_task *t = nx_chan_task(ch, &rc);
@@ -133,6 +136,7 @@ int nx_chan_send(nx_chan *ch, int wait) {
  * or a status. */
 int nx_chan_recv(nx_chan *ch, int wait) {
   if (ch->len) {
+    if (wait && nx_coop_spend(nx_cur_rt)) return NX_CH_WAIT;   /* yields once, then retries */
     uint32_t i = ch->head;
     ch->head = (ch->head + 1) % ch->cap;
     ch->len--;
@@ -228,6 +232,8 @@ static const nx_chan_api nx_chan_api_table = {
 };
 
 void nx_chan_open(lua_State *L) {
+  nx_wait_kind(nx_chan_rx_cancel, "channel recv", NULL);
+  nx_wait_kind(nx_chan_tx_cancel, "channel send", NULL);
   lua_pushlightuserdata(L, (void *)&nx_chan_api_table);
   lua_setfield(L, -2, "chan_api");
 }

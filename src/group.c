@@ -199,6 +199,7 @@ static const luaL_Reg nx_group_funcs[] = {
 };
 
 void nx_group_open(lua_State *L) {
+  nx_wait_kind(nx_group_cancel, "group next", NULL);
   luaL_newmetatable(L, NX_GROUP_MT);
   lua_pushcfunction(L, l_group_close);
   lua_setfield(L, -2, "__gc");

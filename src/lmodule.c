@@ -27,6 +27,7 @@
 #include "select.h"
 #include "sync.h"
 #include "group.h"
+#include "introspect.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -162,6 +163,10 @@ static int l_rt_new(lua_State *L) {
   lua_xmove(L, rt->ctl, 1);
   lua_newtable(L);                               /* NX_CTL_ARGS: slot -> argument */
   lua_xmove(L, rt->ctl, 1);
+  lua_newtable(L);                               /* NX_CTL_NAMES: slot -> h:name() */
+  lua_xmove(L, rt->ctl, 1);
+  lua_newtable(L);                               /* NX_CTL_NAMEIDS: slot -> its task's id */
+  lua_xmove(L, rt->ctl, 1);
   lua_getfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");   /* serial -> runtime, weak */
   lua_pushvalue(L, -2);
   lua_rawseti(L, -2, (int)(uint32_t)rt->serial);   /* by its slot, reused */
@@ -217,6 +222,8 @@ static int l_rt_config(lua_State *L) {
   rt->tasks_per_cycle = (uint32_t)luaL_checkinteger(L, 2);
   rt->event_interval = (uint32_t)luaL_checkinteger(L, 3);
   rt->report_errors = (uint8_t)lua_toboolean(L, 4);
+  rt->coop = (uint32_t)luaL_optinteger(L, 5, 128);
+  rt->slow_resume = luaL_optnumber(L, 6, 0);
   return 0;
 }
 
@@ -228,6 +235,8 @@ static int l_rt_stats(lua_State *L) {
   NX_STAT("spawned", rt->st.spawned);
   NX_STAT("deferred", rt->st.deferred);
   NX_STAT("resumes", rt->st.resumes);
+  NX_STAT("coop_yields", rt->st.coop_yields);
+  NX_STAT("slow_resumes", rt->st.slow_resumes);
   NX_STAT("cycles", rt->st.cycles);
   NX_STAT("timers", nx_heap_live(&rt->heap));
   NX_STAT("timers_fired", rt->st.timers_fired);
@@ -578,6 +587,11 @@ static int nx_refuse(lua_State *L) {
  * keeps before its first wait has to grow (reallocate) the stack. */
 static int l_suspend(lua_State *L) {
   if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
+  nx_rt *rt = nx_cur_rt;
+  if (rt && rt->coop_pending) {   /* only the budget asked: go on instead */
+    rt->coop_pending = 0;
+    return 0;
+  }
   return nx_refuse(L);
 }
 
@@ -658,11 +672,13 @@ static int nx_finish_drive(lua_State *L, nx_rt *rt, nx_task *root, int stop, con
   } else if (stop == NX_STOP_DEADLOCK) {
     lua_pushboolean(L, 0);
     /* Waiting on the shutdown signal with no handlers is the likely cause. */
-    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete%s",
+    lua_pushfstring(L, "%s: deadlock: %d task(s) wait on something nothing can complete%s:",
                     fname, (int)rt->alive,
                     rt->sd_waiter && !rt->sd ? " (one waits on the shutdown signal, but the runtime has "
                     "no signal handlers: build it with :signal_handlers(true), or trigger a shutdown "
                     "handle)" : "");
+    nx_push_waiting_list(L, rt);
+    lua_concat(L, 2);
     n = 2;
   } else if (root->end == NX_END_ERROR) {
     n = nx_push_error(L, root);
@@ -1003,17 +1019,43 @@ static int l_last_interrupt(lua_State *L) {
 
 /* ---- module ---- */
 
+static int l_rt_sigquit(lua_State *L);
+
 static const luaL_Reg nx_rt_methods[] = {
   {"_block_on", l_rt_block_on}, {"_adopt", l_rt_adopt}, {"_adopted_drive", l_rt_adopted_drive},
   {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
   {"_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
   {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
-  {"_pool", l_rt_pool},
+  {"_pool", l_rt_pool}, {"_sigquit", l_rt_sigquit},
   {NULL, NULL},
 };
 
+/* h:name(s) names the task (returns h); h:name() reads it (nil if none,
+ * or once the task's record is gone). */
+static int l_h_name(lua_State *L) {
+  nx_handle *h = nx_check_handle(L, 1, "handle:name");
+  nx_rt *rt;
+  nx_task *t = nx_handle_task(h, &rt);
+  if (lua_gettop(L) >= 2) {
+    if (lua_type(L, 2) != LUA_TSTRING)
+      return nx_error(L, "handle:name: expected a string, got %s", luaL_typename(L, 2));
+    if (t) nx_task_set_name(L, rt, t, 2);
+    lua_settop(L, 1);
+    return 1;
+  }
+  if (t) nx_task_push_name(L, rt, t);
+  else lua_pushnil(L);
+  return 1;
+}
+
+static int l_rt_sigquit(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "rt:_sigquit");
+  lua_pushboolean(L, nx_sigquit_install(rt) == 0);
+  return 1;
+}
+
 static const luaL_Reg nx_task_methods[] = {
-  {"id", l_h_id}, {"is_finished", l_h_finished}, {NULL, NULL},
+  {"id", l_h_id}, {"is_finished", l_h_finished}, {"name", l_h_name}, {NULL, NULL},
 };
 
 static const luaL_Reg nx_funcs[] = {
@@ -1031,7 +1073,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
-  nx_chan_open, nx_sel_open, nx_sync_open, nx_group_open,
+  nx_chan_open, nx_sel_open, nx_sync_open, nx_group_open, nx_introspect_open,
   nx_cancel_open,
   nx_world_open,
   nx_bchan_open,

@@ -981,6 +981,8 @@ static const nexus_mpsc_api nx_mpsc_api_table = {
 };
 
 void nx_mpsc_open(lua_State *L) {
+  nx_wait_kind(mp_tx_cancel, "mpsc send", NULL);
+  nx_wait_kind(mp_rx_cancel, "mpsc recv", NULL);
   luaL_newmetatable(L, MP_SENDER_MT);
   lua_pushcfunction(L, l_mpsc_tx_gc);
   lua_setfield(L, -2, "__gc");

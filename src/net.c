@@ -238,6 +238,7 @@ static void nx_preq_cancel(nx_rt *rt, nx_task *t) {
 }
 
 void nx_preq_wait(lua_State *L, nx_rt *rt, nx_preq *p, const char *fname) {
+  nx_wait_kind(nx_preq_cancel, "thread pool (dns resolve or thread.run)", NULL);
   if (nx_wait(rt, nx_preq_cancel, p) != NX_OK) nx_net_error(L, "%s: not inside a nexus task", fname);
   p->waiter = rt->cur;
 }

@@ -4,6 +4,7 @@
 #include "cancel.h"
 #include "select.h"
 #include "group.h"
+#include "introspect.h"
 
 #include <assert.h>
 #include <math.h>
@@ -94,6 +95,7 @@ nx_rt *nx_rt_new(void) {
   rt->event_interval = 61;
   rt->next_id = 1;
   rt->event_time = nx_now();
+  rt->coop = 128;
   if (nx_rt_register(rt) != 0) goto fail_q;
   return rt;
 fail_q:
@@ -415,6 +417,8 @@ static int nx_q_grow(nx_rt *rt) {
   return 0;
 }
 
+const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
+
 void nx_task_ready(nx_rt *rt, nx_task *t) {
   if (t->kind) {              /* a select op's stand-in: its select hears of it */
     t->state = NX_READY;
@@ -427,6 +431,7 @@ void nx_task_ready(nx_rt *rt, nx_task *t) {
     abort();
   }
   t->state = NX_READY;
+  t->since = rt->event_time;
   nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
   e->slot = t->slot;
   e->seq = ++t->qseq;
@@ -483,6 +488,7 @@ nx_task *nx_running(nx_rt *rt) {
 int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
   nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
+  t->since = rt->event_time;
   t->wobj = obj;
   t->cancel = cancel;
   t->state = NX_WAITING;
@@ -509,6 +515,50 @@ int nx_wait_join(nx_rt *rt, nx_task *target) {
   if (!t) return NX_E_NOTASK;
   target->joiner = t;
   return nx_wait(rt, nx_join_cancel, target);
+}
+
+static void nx_join_describe(nx_task *t, char *buf, size_t n) {
+  nx_task *target = t->wobj;
+  snprintf(buf, n, "join task %llu", target ? (unsigned long long)target->id : 0ULL);
+}
+
+/* ---- what tasks wait on (nexus.tasks) ---- */
+
+#define NX_WAIT_KINDS 64
+static struct { nx_cancel_fn fn; const char *what; void (*describe)(nx_task *, char *, size_t); }
+  nx_wait_kinds[NX_WAIT_KINDS];
+static int nx_nwait_kinds;
+
+void nx_wait_kind(nx_cancel_fn cancel, const char *what, void (*describe)(nx_task *t, char *buf, size_t n)) {
+  for (int i = 0; i < nx_nwait_kinds; i++)
+    if (nx_wait_kinds[i].fn == cancel) return;
+  if (nx_nwait_kinds == NX_WAIT_KINDS) return;
+  nx_wait_kinds[nx_nwait_kinds].fn = cancel;
+  nx_wait_kinds[nx_nwait_kinds].what = what;
+  nx_wait_kinds[nx_nwait_kinds].describe = describe;
+  nx_nwait_kinds++;
+}
+
+void nx_describe_wait(nx_task *t, char *buf, size_t n) {
+  if (!t->cancel) {
+    snprintf(buf, n, "%s", t->state == NX_WAITING ? "a grant" : "");
+    return;
+  }
+  if (t->cancel == nx_sleep_cancel) {
+    snprintf(buf, n, "sleep");
+    return;
+  }
+  if (t->cancel == nx_join_cancel) {
+    nx_join_describe(t, buf, n);
+    return;
+  }
+  for (int i = 0; i < nx_nwait_kinds; i++) {
+    if (nx_wait_kinds[i].fn != t->cancel) continue;
+    if (nx_wait_kinds[i].describe) nx_wait_kinds[i].describe(t, buf, n);
+    else snprintf(buf, n, "%s", nx_wait_kinds[i].what);
+    return;
+  }
+  snprintf(buf, n, "something");
 }
 
 /* ---- timeout levels ---- */
@@ -710,6 +760,28 @@ static void nx_hand_resumed(nx_rt *rt, lua_State *L, nx_task *t, lua_State *co) 
   nx_task_finish(rt, L, t, NX_FIN_RAW);
 }
 
+/* builder:slow_resume_warning: a resume that ran longer than the limit
+ * is reported with the task's id, name and where it stopped. */
+static void nx_check_slow(nx_rt *rt, nx_task *t, lua_State *co, double t0) {
+  double took = nx_now() - t0;
+  if (took <= rt->slow_resume) return;
+  rt->st.slow_resumes++;
+  lua_Debug ar;
+  char where[256] = "?";
+  for (int level = 0; lua_getstack(co, level, &ar); level++) {
+    if (!lua_getinfo(co, "Sl", &ar)) break;
+    if (ar.currentline > 0 && ar.source[0] == '@' && !strstr(ar.source, "/nexus/")) {
+      snprintf(where, sizeof where, "%s:%d", ar.short_src, ar.currentline);
+      break;
+    }
+  }
+  const char *name = nx_task_name_hook ? nx_task_name_hook(rt, t) : NULL;
+  fprintf(stderr, "nexus: slow resume: task %llu%s%s%s ran %.1f ms without yielding (limit %.1f ms), now at %s\n",
+          (unsigned long long)t->id, name ? " (" : "", name ? name : "", name ? ")" : "",
+          took * 1e3, rt->slow_resume * 1e3, where);
+  fflush(stderr);
+}
+
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *co = t->co ? t->co : nx_task_start(rt, L, t);
   if (!co) return;
@@ -723,8 +795,12 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   t->state = NX_RUNNING;
   rt->cur = t;
   rt->st.resumes++;
+  rt->coop_left = rt->coop;
+  rt->coop_pending = 0;
+  double t0 = rt->slow_resume > 0 ? nx_now() : 0;
   int status = lua_resume(co, nargs);
   rt->cur = NULL;
+  if (t0 > 0) nx_check_slow(rt, t, co, t0);
   if (status == LUA_YIELD) {
     nx_task_after_yield(rt, L, t);
   } else if (t->flags & NX_F_ABORTED) {
@@ -813,6 +889,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   int stop;
   for (;;) {
     if (rt->kills) nx_group_kill(rt, L);
+    if (rt->dump_asked) nx_dump_now(rt, L);
     nx_run_batch(rt, L);
     if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();

@@ -79,6 +79,7 @@ struct nx_task {
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
   struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
   struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
+  double since;                 /* event_time when its state last changed */
 };
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
@@ -126,6 +127,11 @@ struct nx_rt {
   uint32_t *pool_free, npool_free, pool_size;   /* the task pool */
   uint8_t pool_on, pool_bounded;
   uint32_t tasks_per_cycle, event_interval;
+  uint32_t coop;                /* the cooperative budget (0: off) */
+  uint32_t coop_left;           /* of the running task's resume */
+  uint8_t coop_pending;         /* an operation asked the task to yield once */
+  uint8_t dump_asked;           /* SIGQUIT: print the dump at the next safe point */
+  double slow_resume;           /* report resumes longer than this (0: off) */
   uint8_t report_errors, closed, driving, busy;
   double event_time;
   uint32_t alive;
@@ -133,6 +139,7 @@ struct nx_rt {
   uint64_t next_id;
   struct {
     uint64_t spawned, deferred, resumes, cycles, polls, parks, timers_fired, errors, aborted, sweeps;
+    uint64_t coop_yields, slow_resumes;
   } st;
 };
 
@@ -144,6 +151,8 @@ struct nx_rt {
                                    starts; its result once KEPT */
 #define NX_CTL_HANDLES 2        /* slot + 1 -> handle, weak */
 #define NX_CTL_ARGS    3        /* slot + 1 -> the argument of a task not started */
+#define NX_CTL_NAMES   4        /* slot + 1 -> h:name(), valid while ... */
+#define NX_CTL_NAMEIDS 5        /* ... slot + 1 -> the id of the task it names */
 
 /* The record of a slot taken at least once (slot < rt->used). */
 static inline nx_task *nx_task_at(nx_rt *rt, uint32_t slot) {
@@ -178,6 +187,8 @@ void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
 void nx_task_ready(nx_rt *rt, nx_task *t);
+/* The task's name (lmodule.c keeps names), or NULL: for reports. */
+extern const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 /* A task has no coroutine until it first runs: the function on top of L
  * (with nargs, 0 or 1, values above it) waits in the tasks table, its
  * argument in the args table. Pops them. */
@@ -219,6 +230,24 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how);
 enum { NX_STOP_DONE, NX_STOP_FATAL, NX_STOP_DEADLOCK, NX_STOP_INTERRUPT, NX_STOP_TIMEOUT,
        NX_STOP_RAISED };
 int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until);
+
+/* The cooperative budget (builder:coop_budget, tokio's): an operation of
+ * the running task that is about to complete without suspending calls
+ * this; nonzero means the task has done `coop` such operations since it
+ * was resumed, and the operation yields once instead (it registers no
+ * wait: the task goes to the back of the ready queue, then retries). A
+ * select's proxy never yields here: its op must register or complete. */
+static inline int nx_coop_spend(nx_rt *rt) {
+  if (!rt || !rt->coop_left || --rt->coop_left) return 0;
+  nx_task *t = rt->cur;
+  if (!t || t->kind) {
+    rt->coop_left = 1;
+    return 0;
+  }
+  rt->coop_pending = 1;
+  rt->st.coop_yields++;
+  return 1;
+}
 /* After an error raised through nx_rt_drive (a __gc finalizer that raised
  * in a GC step of one of the executor's own allocations; the error value
  * is on top of L): puts back the task it was starting, and ends the one it
@@ -236,6 +265,11 @@ void nx_rt_abort_all(nx_rt *rt, lua_State *L);
  * obj. Either way exactly one of the two happens. t->wobj is obj until
  * then. Waking a task that no longer waits is ignored (stale). */
 nx_task *nx_running(nx_rt *rt);                  /* may start a wait, or NULL */
+/* For nexus.tasks(): a component names its waits by their cancel
+ * callback; describe (optional) writes what obj is ("127.0.0.1:9000"). */
+void nx_wait_kind(nx_cancel_fn cancel, const char *what,
+                  void (*describe)(nx_task *t, char *buf, size_t n));
+void nx_describe_wait(nx_task *t, char *buf, size_t n);
 int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj);
 int nx_wait_sleep(nx_rt *rt, double deadline);
 int nx_wait_join(nx_rt *rt, nx_task *target);

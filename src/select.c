@@ -2,6 +2,7 @@
 #include "select.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <lua.h>
@@ -94,11 +95,14 @@ static nx_task *nx_sel_task(nx_rt **prt) {
 /* ---- FFI entry points (lua/nexus/select.lua) ---- */
 
 /* Opens a select for the running task: its one wait is the select's. */
-static int api_sel_begin(void) {
+static int api_sel_begin(int coop) {
   nx_rt *rt = nx_cur_rt;
   nx_task *t = rt ? nx_running(rt) : NULL;
   if (!t || t->kind) return NX_E_NOTASK;
   if (t->cancel) return NX_SEL_E_BUSY;
+  /* A select counts as one operation of the budget: a loop of selects
+   * that always find an op ready must let its neighbours run too. */
+  if (coop && nx_coop_spend(rt)) return NX_SEL_COOP;
   t->cancel = nx_sel_cancel;
   t->wobj = NULL;
   return NX_OK;
@@ -184,7 +188,7 @@ static int api_sel_busy(nx_selop *op) { return op->owner != NULL; }
 typedef struct nx_sel_api {
   nx_selop *(*op_new)(void);
   void (*op_free)(nx_selop *);
-  int (*begin)(void);
+  int (*begin)(int);
   int (*enter)(nx_selop *, uint32_t);
   void (*leave)(nx_selop *);
   int (*park)(void);
@@ -199,7 +203,21 @@ static const nx_sel_api nx_sel_api_table = {
   api_sel_park, api_sel_fired, api_sel_reset, api_sel_finish, api_sel_busy,
 };
 
+/* "select: channel recv | sleep", in argument order. */
+static void nx_sel_describe(nx_task *t, char *buf, size_t n) {
+  size_t used = (size_t)snprintf(buf, n, "select:");
+  for (uint32_t i = 1; used < n; i++) {
+    nx_selop *op = nx_sel_head(t);
+    while (op && op->index != i) op = op->next;
+    if (!op) break;
+    char what[96];
+    nx_describe_wait(&op->px, what, sizeof what);
+    used += (size_t)snprintf(buf + used, n - used, "%s %s", i > 1 ? " |" : "", what);
+  }
+}
+
 void nx_sel_open(lua_State *L) {
+  nx_wait_kind(nx_sel_cancel, "select", nx_sel_describe);
   lua_pushlightuserdata(L, (void *)&nx_sel_api_table);
   lua_setfield(L, -2, "sel_api");
 }

@@ -35,7 +35,8 @@ enum {
   NX_SEL_E_STATE = -20,         /* no select of the running task is open */
   NX_SEL_E_INUSE = -21,         /* the op is in another task's select */
   NX_SEL_E_TWICE = -22,         /* the op is twice in this select */
-  NX_SEL_E_BUSY = -23           /* the task has a wait registered already */
+  NX_SEL_E_BUSY = -23,          /* the task has a wait registered already */
+  NX_SEL_COOP = -24             /* the budget is spent: yield once, then begin again */
 };
 
 void nx_sel_fired(nx_rt *rt, nx_task *px);     /* from nx_task_ready */

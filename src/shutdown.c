@@ -90,3 +90,5 @@ int nx_sd_install(nx_rt *rt) {
   rt->sd = sd;
   return 0;
 }
+
+void nx_shutdown_names(void) { nx_wait_kind(nx_sd_wait_cancel, "shutdown signal", NULL); }

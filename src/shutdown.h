@@ -26,4 +26,6 @@ int nx_sd_wait(nx_rt *rt);                /* NX_OK (shut down), NX_AGAIN, NX_E_*
 void nx_sd_trigger(nx_rt *rt, int signo);
 enum { NX_SD_BUSY = -10 };
 
+void nx_shutdown_names(void);   /* for nexus.tasks() */
+
 #endif

@@ -345,6 +345,7 @@ static const luaL_Reg nx_udp_funcs[] = {
 };
 
 void nx_udp_open(lua_State *L) {
+  nx_wait_kind(nx_udp_cancel, "udp recv", NULL);
   int m = lua_gettop(L);
   nx_net_newmt(L, NX_UDP_MT);            /* m+1 */
   lua_getfield(L, m + 1, "__index");     /* m+2 */

@@ -50,6 +50,26 @@ function Builder:tasks_per_cycle(n)
   return self
 end
 
+-- The cooperative budget: a task whose last n operations all completed
+-- without suspending yields once at the next one. 0 turns it off.
+function Builder:coop_budget(n)
+  if type(n) ~= "number" or n ~= math.floor(n) or n < 0 or n > 2 ^ 31 then
+    error("builder:coop_budget: expected a non-negative integer, got " .. tostring(n), 2)
+  end
+  self.coop = n
+  return self
+end
+
+-- A resume that runs longer than secs without yielding is reported on
+-- stderr (task id, name, where it stopped). 0 turns it off.
+function Builder:slow_resume_warning(secs)
+  if type(secs) ~= "number" or secs ~= secs or secs < 0 then
+    error("builder:slow_resume_warning: expected a non-negative number of seconds, got " .. tostring(secs), 2)
+  end
+  self.slow = secs
+  return self
+end
+
 function Builder:event_interval(n)
   check_count("builder:event_interval", n)
   self.ei = n
@@ -82,8 +102,9 @@ end
 
 function Builder:build()
   local rt = core.runtime_new()
-  rt:_config(self.tpc, self.ei, self.report)
+  rt:_config(self.tpc, self.ei, self.report, self.coop or 128, self.slow or 0)
   if self.signals then rt:_signals() end
+  if M._command then rt:_sigquit() end      -- SIGQUIT prints nexus.dump()
   if self.pool then rt:_pool(self.pool, self.pool_bounded) end
   worlds[rt] = self.world
   return rt

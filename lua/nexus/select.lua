@@ -26,7 +26,7 @@ typedef struct nx_selop nx_selop;
 typedef struct nx_sel_api {
   nx_selop *(*op_new)(void);
   void (*op_free)(nx_selop *);
-  int (*begin)(void);
+  int (*begin)(int);
   int (*enter)(nx_selop *, uint32_t);
   void (*leave)(nx_selop *);
   int (*park)(void);
@@ -47,7 +47,7 @@ local check_secs, check_time = util.check_secs, util.check_time
 local api_now, api_sleep_until = api.now, api.sleep_until
 
 local E_NOTASK, E_NOMEM = -1, -2
-local E_STATE, E_INUSE, E_TWICE, E_BUSY = -20, -21, -22, -23
+local E_STATE, E_INUSE, E_TWICE, E_BUSY, COOP = -20, -21, -22, -23, -24
 
 local M = {}
 
@@ -103,12 +103,19 @@ local function poll(i, op, ser)
   return done
 end
 
-local function begin(fname)
-  local rc = c_begin()
+-- coop: 1 for select (one operation of the cooperative budget), 0 for
+-- try_select (which never suspends).
+local function begin(fname, coop)
+  local rc = c_begin(coop)
   if rc == 0 then return end
+  if rc == COOP then              -- the budget is spent: yield once first
+    suspend(fname)
+    rc = c_begin(coop)
+    if rc == 0 then return end
+  end
   if rc == E_BUSY then error(fname .. ": the task is already waiting", 3) end
   if rc == E_NOTASK and no_task(fname, rc) then
-    rc = c_begin()
+    rc = c_begin(coop)
     if rc == 0 then return end
   end
   no_task(fname, rc)
@@ -180,7 +187,7 @@ end
 function M.select(...)
   local n = select("#", ...)
   check_n("nexus.select", n)
-  begin("nexus.select")
+  begin("nexus.select", 1)
   local ser = serial + 1
   serial = ser
   local k = round(ser, n, ...)
@@ -198,7 +205,7 @@ end
 function M.try_select(...)
   local n = select("#", ...)
   check_n("nexus.try_select", n)
-  begin("nexus.try_select")
+  begin("nexus.try_select", 0)
   local ser = serial + 1
   serial = ser
   local k = round(ser, n, ...)
