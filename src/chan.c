@@ -1,5 +1,6 @@
 /* chan.c - the local channel's accounting and waits (see chan.h). */
 #include "chan.h"
+#include "select.h"
 
 #include <stdlib.h>
 
@@ -212,6 +213,22 @@ void nx_chan_rx_free(nx_chan_end *e) {
   free(e);
 }
 
+/* ---- select's C ops (select.h): one call per poll ---- */
+
+static int32_t nx_chan_cpoll_map(int r) {
+  if (r >= 0 || r == NX_CH_CLOSED) return r;      /* done: an index, or closed */
+  if (r == NX_CH_WAIT) return NX_SEL_WAITING;
+  return NX_SEL_FAULT_MAX + r;
+}
+
+static int32_t nx_chan_recv_cpoll(void *ch) { return nx_chan_cpoll_map(nx_chan_recv(ch, 1)); }
+
+static int32_t nx_chan_send_cpoll(void *end) {
+  nx_chan_end *e = end;
+  if (e->closed) return NX_CH_CLOSED;
+  return nx_chan_cpoll_map(nx_chan_send(e->ch, 1));
+}
+
 /* ---- the FFI face (lua/nexus/channel.lua declares the same layout) ---- */
 
 typedef struct nx_chan_api {
@@ -224,11 +241,14 @@ typedef struct nx_chan_api {
   void (*rx_close)(nx_chan_end *);
   void (*tx_free)(nx_chan_end *);
   void (*rx_free)(nx_chan_end *);
+  nx_sel_cpoll recv_cpoll;
+  nx_sel_cpoll send_cpoll;
 } nx_chan_api;
 
 static const nx_chan_api nx_chan_api_table = {
   nx_chan_new, nx_chan_send, nx_chan_recv, nx_chan_tx_new, nx_chan_rx_new,
   nx_chan_tx_close, nx_chan_rx_close, nx_chan_tx_free, nx_chan_rx_free,
+  nx_chan_recv_cpoll, nx_chan_send_cpoll,
 };
 
 void nx_chan_open(lua_State *L) {

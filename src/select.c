@@ -17,6 +17,8 @@ static nx_selop *nx_selop_new(void) {
   if (op) {
     nx_sel_free_list = op->next;
     op->next = NULL;
+    op->cpoll = NULL;
+    op->cobj = NULL;
     return op;
   }
   op = calloc(1, sizeof *op);
@@ -182,6 +184,55 @@ static void api_sel_finish(void) {
   if (t->state == NX_WAITING) t->state = NX_RUNNING;
 }
 
+/* A C op: enter, poll, leave in one call. 1 when it completed (its
+ * result in op->res), 0 when it registered its wait, or a status < 0
+ * (a select status, or the component's fault below NX_SEL_FAULT_MAX). */
+static int api_sel_cpoll(nx_selop *op, uint32_t index) {
+  int rc = api_sel_enter(op, index);
+  if (rc != NX_OK) return rc;
+  int32_t r = op->cpoll(op->cobj);
+  api_sel_leave(op);
+  if (r == NX_SEL_WAITING) return 0;
+  if (r <= NX_SEL_FAULT_MAX) return r;
+  op->res = r;
+  return 1;
+}
+
+/* After the task was woken: polls the first fired op if it is a C op.
+ * k > 0: op k completed and the select is closed (finish); -k: op k
+ * fired and the Lua side polls it (a Lua op, or a C op that faulted:
+ * polled again there, it reports its fault); 0: nothing completed, the
+ * ops were withdrawn (a new round). */
+static int api_sel_resume(void) {
+  nx_rt *rt;
+  nx_task *t = nx_sel_task(&rt);
+  if (!t) return 0;
+  uint32_t k = nx_sel_first_fired(t);
+  if (!k) {
+    nx_sel_drop_all(rt, t);
+    return 0;
+  }
+  nx_selop *op = nx_sel_head(t);
+  while (op->index != k) op = op->next;
+  if (!op->cpoll) return -(int)k;
+  int rc = api_sel_cpoll(op, k);
+  if (rc == 1) {
+    api_sel_finish();
+    return (int)k;
+  }
+  if (rc < 0) return -(int)k;
+  nx_sel_drop_all(rt, t);
+  return 0;
+}
+
+/* Makes op a C op polling obj with fn (set once, when the op is made). */
+static void api_sel_bind(nx_selop *op, nx_sel_cpoll fn, void *obj) {
+  op->cpoll = fn;
+  op->cobj = obj;
+}
+
+static int32_t *api_sel_resp(nx_selop *op) { return &op->res; }
+
 /* 1 while the op is in a select. */
 static int api_sel_busy(nx_selop *op) { return op->owner != NULL; }
 
@@ -196,11 +247,16 @@ typedef struct nx_sel_api {
   void (*reset)(void);
   void (*finish)(void);
   int (*busy)(nx_selop *);
+  int (*cpoll)(nx_selop *, uint32_t);
+  int (*resume)(void);
+  void (*bind)(nx_selop *, nx_sel_cpoll, void *);
+  int32_t *(*resp)(nx_selop *);
 } nx_sel_api;
 
 static const nx_sel_api nx_sel_api_table = {
   nx_selop_new, nx_selop_free, api_sel_begin, api_sel_enter, api_sel_leave,
   api_sel_park, api_sel_fired, api_sel_reset, api_sel_finish, api_sel_busy,
+  api_sel_cpoll, api_sel_resume, api_sel_bind, api_sel_resp,
 };
 
 /* "select: channel recv | sleep", in argument order. */

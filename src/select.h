@@ -23,11 +23,21 @@
 #include "rt.h"
 
 typedef struct nx_selop nx_selop;
+/* A C op: polled in one call (api_sel_cpoll) with no Lua in between.
+ * Returns what the component's entry point returned: the op's result
+ * when it completed (>= NX_SEL_DONE_MIN), NX_SEL_WAITING when it
+ * registered its wait, or below NX_SEL_FAULT_MAX a fault. */
+typedef int32_t (*nx_sel_cpoll)(void *obj);
+enum { NX_SEL_WAITING = -1000, NX_SEL_FAULT_MAX = -2000 };
+
 struct nx_selop {
   nx_task px;                   /* first: the components' view of the op */
   nx_task *owner;               /* the task whose select it is in, or NULL */
   nx_selop *next;               /* the owner's other ops */
   uint32_t index;               /* 1-based position in that select */
+  int32_t res;                  /* a C op's result (read by the Lua side) */
+  nx_sel_cpoll cpoll;           /* a C op's poll, or NULL */
+  void *cobj;                   /* its object */
 };
 
 /* Statuses of the entry points (besides NX_OK, NX_E_NOTASK). */

@@ -24,6 +24,8 @@ typedef struct nx_chan_api {
   void (*rx_close)(nx_chan_end *);
   void (*tx_free)(nx_chan_end *);
   void (*rx_free)(nx_chan_end *);
+  int32_t (*recv_cpoll)(void *);
+  int32_t (*send_cpoll)(void *);
 } nx_chan_api;
 ]]
 
@@ -198,41 +200,28 @@ local function op_fault(rc)
   return nil, "unexpected status " .. tostring(rc)
 end
 
+-- C ops (select.lua): the poll is one FFI call into src/chan.c; the
+-- result (a ring index, or CLOSED) is read from op.res[0].
 local RecvOp = sel.class("channel recv")
-function RecvOp.poll(op)
-  local i = c_recv(op.ch, 1)
-  if i >= 0 or i == CLOSED then
-    op.i = i
-    return true
-  end
-  if i == WAIT then return false end
-  return op_fault(i)
-end
+RecvOp.fault = op_fault
 function RecvOp.take(op)
-  if op.i < 0 then return nil, "closed" end
-  return take(op.rx, op.i)
+  local i = op.res[0]
+  if i < 0 then return nil, "closed" end
+  return take(op.rx, i)
 end
 
 -- An op for nexus.select: v | nil, "closed"; a losing recv takes nothing.
 function Rx:recv_op()
   if getmetatable(self) ~= Rx then argerror("rx:recv_op", "expected a channel receiver") end
-  return sel.op(RecvOp, { rx = self, ch = self.ch, i = 0 }, "rx:recv_op")
+  return sel.cop(RecvOp, { rx = self }, "rx:recv_op", C.recv_cpoll, self.ch)
 end
 
 local SendOp = sel.class("channel send")
-function SendOp.poll(op)
-  local i = CLOSED
-  if op.tx.e.closed == 0 then i = c_send(op.ch, 1) end
-  if i >= 0 or i == CLOSED then
-    op.i = i
-    return true
-  end
-  if i == WAIT then return false end
-  return op_fault(i)
-end
+SendOp.fault = op_fault
 function SendOp.take(op)
-  if op.i < 0 then return nil, "closed" end
-  op.tx.buf[op.i + 1] = op.v
+  local i = op.res[0]
+  if i < 0 then return nil, "closed" end
+  op.tx.buf[i + 1] = op.v
   return true
 end
 -- The value the next select sends; returns the op.
@@ -246,7 +235,7 @@ end
 function Tx:send_op(v)
   if getmetatable(self) ~= Tx then argerror("tx:send_op", "expected a channel sender") end
   if v == nil then argerror("tx:send_op", "cannot send nil") end
-  return sel.op(SendOp, { tx = self, ch = self.ch, v = v, i = 0 }, "tx:send_op")
+  return sel.cop(SendOp, { tx = self, v = v }, "tx:send_op", C.send_cpoll, self.e)
 end
 
 -- nexus.channel(capacity) and nexus.channel.new(capacity); the byte and

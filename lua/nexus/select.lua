@@ -34,12 +34,18 @@ typedef struct nx_sel_api {
   void (*reset)(void);
   void (*finish)(void);
   int (*busy)(nx_selop *);
+  int (*cpoll)(nx_selop *, uint32_t);
+  int (*resume)(void);
+  void (*bind)(nx_selop *, int32_t (*)(void *), void *);
+  int32_t *(*resp)(nx_selop *);
 } nx_sel_api;
 ]]
 
 local C = ffi.cast("const nx_sel_api *", core.sel_api)
 local c_op_new, c_op_free, c_begin, c_enter, c_leave = C.op_new, C.op_free, C.begin, C.enter, C.leave
-local c_park, c_fired, c_reset, c_finish = C.park, C.fired, C.reset, C.finish
+local c_park, c_reset, c_finish = C.park, C.reset, C.finish
+local c_cpoll, c_resume, c_bind, c_resp = C.cpoll, C.resume, C.bind, C.resp
+local SEL_FAULT_MAX = -2000
 local ffi_gc = ffi.gc
 local type, error, setmetatable, select, tostring = type, error, setmetatable, select, tostring
 local argerror, no_task, suspend = util.argerror, util.no_task, util.suspend
@@ -57,6 +63,17 @@ function M.op(class, fields, fname)
   if px == nil then error(fname .. ": out of memory", 3) end
   fields.px = ffi_gc(px, c_op_free)
   return setmetatable(fields, class)
+end
+
+-- A C op (src/select.h): polled by one call to fn(obj) in C, with no Lua
+-- poll; op.res[0] holds the result for take, class.fault(code) names a
+-- fault. fields must keep obj alive.
+function M.cop(class, fields, fname, fn, obj)
+  local op = M.op(class, fields, fname)
+  c_bind(op.px, fn, obj)
+  op.res = c_resp(op.px)
+  op.cop = true
+  return op
 end
 
 -- A class of ops: `what` names the wait (for errors and nexus.tasks()).
@@ -92,6 +109,17 @@ local function poll(i, op, ser)
     return nil
   end
   local px = op.px
+  if op.cop then
+    local rc = c_cpoll(px, i)
+    if rc >= 0 then return rc == 1 end
+    if rc > SEL_FAULT_MAX then
+      fault = enter_fault(rc, i, op)
+    else
+      local _, msg = op.fault(rc - SEL_FAULT_MAX)
+      fault = "op " .. i .. " (" .. op.what .. "): " .. tostring(msg)
+    end
+    return nil
+  end
   local rc = c_enter(px, i)
   if rc ~= 0 then
     fault = enter_fault(rc, i, op)
@@ -160,30 +188,50 @@ end
 -- one again; its index, or 0 (a spurious wake: the ops were withdrawn).
 -- No loop here: a loop entered inside the caller's hot loop would abort
 -- its trace; rounds after the first are wait_more's.
+-- The second result is true when C closed the select already.
 local function wait_once(ser, ...)
   local k = c_park()
   if k == 0 then
     suspend("nexus.select")
-    k = c_fired()
+    k = c_resume()                 -- a fired C op is polled, and wins, in C
+    if k > 0 then return k, true end
+    if k == 0 then return 0 end
+    k = -k                         -- a Lua op fired: poll it here
   end
-  if k > 0 then
-    local done = poll(k, (select(k, ...)), ser)
-    if done then return k elseif done == nil then return -1 end
-  end
+  local done = poll(k, (select(k, ...)), ser)
+  if done then return k end
+  if done == nil then return -1 end
   c_reset()
   return 0
 end
 
 local function wait_more(ser, n, ...)
-  local k = 0
+  local k, closed = 0, false
   while k == 0 do
     k = round(ser, n, ...)
-    if k == 0 then k = wait_once(ser, ...) end
+    if k == 0 then k, closed = wait_once(ser, ...) end
   end
-  return k
+  return k, closed
 end
 
--- (suspends) i, results of the op that completed first.
+-- A fired op k that C did not complete (k < 0: a Lua op, or a C op's
+-- fault) or none (0): poll it here, then go on with more rounds.
+local function after_resume(k, ser, n, ...)
+  if k < 0 then
+    k = -k
+    local done = poll(k, (select(k, ...)), ser)
+    if done then return k end
+    if done == nil then return -1 end
+    c_reset()
+  end
+  return wait_more(ser, n, ...)
+end
+
+-- (suspends) i, results of the op that completed first. The common path
+-- (every op registered, then a C op wins in c_resume) is inline, with
+-- the suspension in this frame: the trace that resumes after the yield
+-- then runs on to the caller (through a helper's frame it would stop at
+-- the helper's return, and the rest would be interpreted).
 function M.select(...)
   local n = select("#", ...)
   check_n("nexus.select", n)
@@ -192,8 +240,26 @@ function M.select(...)
   serial = ser
   local k = round(ser, n, ...)
   if k == 0 then
-    k = wait_once(ser, ...)
-    if k == 0 then k = wait_more(ser, n, ...) end
+    k = c_park()
+    if k == 0 then
+      suspend("nexus.select")
+      k = c_resume()                 -- a fired C op is polled, and wins, in C
+      if k > 0 then
+        local op = select(k, ...)
+        return k, op:take()
+      end
+      k = after_resume(k, ser, n, ...)
+    else
+      local done = poll(k, (select(k, ...)), ser)
+      if not done then
+        if done == nil then
+          k = -1
+        else
+          c_reset()
+          k = wait_more(ser, n, ...)
+        end
+      end
+    end
   end
   if k < 0 then raise("nexus.select") end
   c_finish()
