@@ -104,6 +104,45 @@ describe("the cooperative budget", function()
     assert.are.equal(1000 * 1001 / 2, r)
   end)
 
+  it("makes a read_line loop over a buffered burst let its neighbours run (the chat-server case)", function()
+    local function burst(rt)
+      return rt:block_on(function()
+        local ln = nexus.tcp.listen("127.0.0.1", 0)
+        local port = tonumber(ln:local_addr():match(":(%d+)$"))
+        local c = nexus.tcp.connect("127.0.0.1", port)
+        local s = ln:accept()
+        local lines = {}
+        for i = 1, 1000 do lines[i] = "line " .. i end
+        c:write(table.concat(lines, "\n") .. "\n")
+        assert(s:read_line() == "line 1")  -- the stream reads now
+        nexus.sleep(0.1)                    -- the rest arrives into its buffer
+        local turns, done = 0, false
+        local nb = nexus.spawn(function()
+          while not done do
+            turns = turns + 1
+            nexus.yield()
+          end
+        end)
+        nexus.yield()
+        local start = turns
+        for i = 2, 1000 do assert(s:read_line() == "line " .. i) end
+        local during = turns - start
+        done = true
+        nb:join()
+        c:close(); s:close(); ln:close()
+        return during
+      end)
+    end
+    local rt = nexus.runtime.new()
+    local on = burst(rt)
+    rt:close()
+    rt = nexus.runtime.builder():coop_budget(0):build()
+    local off = burst(rt)
+    rt:close()
+    assert.is_true(on >= 5, "with the budget the neighbour ran " .. on .. " times")
+    assert.are.equal(0, off)
+  end)
+
   it("raises on a bad budget or warning limit", function()
     local b = nexus.runtime.builder()
     assert.has_error(function() b:coop_budget(-1) end, "builder:coop_budget: expected a non-negative integer, got -1")

@@ -52,6 +52,26 @@ describe("introspection", function()
     assert.are.equal("running", r.me.state)
   end)
 
+  it("names a tcp read with its peer", function()
+    local wait = nexus.run(function()
+      local ln = nexus.tcp.listen("127.0.0.1", 0)
+      local port = tonumber(ln:local_addr():match(":(%d+)$"))
+      local c = nexus.tcp.connect("127.0.0.1", port)
+      local s = ln:accept()
+      local h = nexus.spawn(function() s:read_line() end)
+      nexus.sleep(0.01)
+      local w
+      for _, t in ipairs(nexus.tasks()) do
+        if t.id == h:id() then w = t.wait end
+      end
+      h:abort()
+      local peer = c:local_addr()
+      c:close(); s:close(); ln:close()
+      return { w = w, peer = peer }
+    end)
+    assert.are.equal("tcp read " .. wait.peer, wait.w)
+  end)
+
   it("nexus.dump() shows every task with its traceback", function()
     local text = nexus.run(function()
       local h = nexus.spawn(function() nexus.sleep(5) end):name("sleeper")

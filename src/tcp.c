@@ -277,6 +277,19 @@ static int nx_read_wait(lua_State *L, nx_rt *rt, nx_stream *s, const char *fname
   return nx_net_wait(L, rt);
 }
 
+/* The cooperative budget (rt.h nx_coop_spend): a read about to complete
+ * from the buffer yields once instead when the budget is spent (the fast
+ * path may have spent it already: coop_pending). Returns false to the Lua
+ * side, which yields with no wait registered and calls again. Where the
+ * coroutine cannot yield the read just completes. */
+static int nx_read_coop(lua_State *L, nx_rt *rt) {
+  if (!rt->coop_pending && !nx_coop_spend(rt)) return 0;
+  rt->coop_pending = 0;
+  if (!lua_isyieldable(L) || !nx_may_suspend(rt, L)) return 0;
+  lua_pushboolean(L, 0);
+  return 1;
+}
+
 static void nx_check_reader(lua_State *L, nx_stream *s, const char *fname) {
   if (s->reader) nx_net_error(L, "%s: another task is already reading", fname);
 }
@@ -308,6 +321,7 @@ static int l_read(lua_State *L) {
   nx_check_reader(L, s, "stream:read");
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
   size_t n = nx_avail(s);
+  if (n && nx_read_coop(L, rt)) return 1;
   if (n) return nx_push_consume(L, s, n < max ? n : max, 0);
   if (s->rerr) return nx_net_fail(L, s->rerr);
   s->rmode = NX_RD_ANY;
@@ -325,6 +339,7 @@ static int l_read_exactly(lua_State *L) {
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
   size_t n = nx_avail(s);
   if (n >= (size_t)want) {
+    if (nx_read_coop(L, rt)) return 1;
     if (want == 0) {
       lua_pushliteral(L, "");
       return 1;
@@ -375,7 +390,10 @@ static int l_read_until(lua_State *L) {
   if (found && found != (size_t)-1) {
     size_t len = found - 1;
     int cr = strip_cr && len > 0 && s->buf[s->head + len - 1] == '\r';
-    if (len - cr <= max) return nx_push_consume(L, s, len - cr, dl + cr);
+    if (len - cr <= max) {
+      if (nx_read_coop(L, rt)) return 1;
+      return nx_push_consume(L, s, len - cr, dl + cr);
+    }
   }
   if (found) {
     lua_pushnil(L);                     /* stays buffered */
@@ -512,9 +530,10 @@ static nx_rt *nx_fast_rt(nx_ud *u) {
 static const char *nx_fast_read(void *ud, size_t max, size_t *n) {
   nx_ud *u = ud;
   nx_stream *s = u->p;
-  if (!nx_fast_rt(u) || s->reader) return NULL;
+  nx_rt *rt = nx_fast_rt(u);
+  if (!rt || s->reader) return NULL;
   size_t a = nx_avail(s);
-  if (a == 0) return NULL;
+  if (a == 0 || nx_coop_spend(rt)) return NULL;   /* the slow path yields once */
   if (max && a > max) a = max;
   const char *p = s->buf + s->head;
   nx_consume(s, a);
@@ -937,7 +956,24 @@ static const luaL_Reg nx_tcp_funcs[] = {
   {NULL, NULL},
 };
 
+/* For nexus.tasks(): "tcp read 127.0.0.1:9000" (the peer). */
+static void nx_stream_describe(const char *what, nx_task *t, char *buf, size_t n) {
+  nx_stream *s = t->wobj;
+  struct sockaddr_storage ss;
+  int len = sizeof ss;
+  char peer[NX_ADDRSTRLEN + 8] = "?";
+  if (s && !s->nh.closed && uv_tcp_getpeername(&s->nh.u.tcp, (struct sockaddr *)&ss, &len) == 0)
+    nx_net_fmt((struct sockaddr *)&ss, peer, sizeof peer);
+  snprintf(buf, n, "%s %s", what, peer);
+}
+static void nx_read_describe(nx_task *t, char *buf, size_t n) { nx_stream_describe("tcp read", t, buf, n); }
+static void nx_write_describe(nx_task *t, char *buf, size_t n) { nx_stream_describe("tcp write", t, buf, n); }
+
 void nx_tcp_open(lua_State *L) {
+  nx_wait_kind(nx_reader_cancel, "tcp read", nx_read_describe);
+  nx_wait_kind(nx_writer_cancel, "tcp write", nx_write_describe);
+  nx_wait_kind(nx_connect_cancel, "tcp connect", NULL);
+  nx_wait_kind(nx_acceptor_cancel, "tcp accept", NULL);
   int m = lua_gettop(L);
   nx_net_newmt(L, NX_STREAM_MT);         /* m+1 */
   nx_net_newmt(L, NX_LISTENER_MT);       /* m+2 */
