@@ -5,8 +5,20 @@ local H = require "bench.harness"
 local nexus = require "nexus"
 local N = H.size("BENCH_CHAN_N", 1000000)
 
+-- BENCH_COOP=n runs it on a runtime built with coop_budget(n) (0: off),
+-- to measure what the cooperative budget costs.
+local coop = tonumber(os.getenv("BENCH_COOP") or "")
+local run = nexus.run
+if coop then
+  run = function(fn)
+    local rt = nexus.runtime.builder():coop_budget(coop):build()
+    rt:block_on(fn)
+    rt:close()
+  end
+end
+
 local elapsed, sum
-nexus.run(function()
+run(function()
   local ab_tx, ab_rx = nexus.channel(1)
   local ba_tx, ba_rx = nexus.channel(1)
   local a = nexus.spawn(function()

@@ -12,6 +12,13 @@
 
 typedef struct nx_gbox { nx_group *g; } nx_gbox;
 
+nx_group *nx_group_check_open(lua_State *L, int idx, const char *fname) {
+  nx_gbox *b = luaL_testudata(L, idx, NX_GROUP_MT);
+  if (!b) luaL_error(L, "%s: expected a group", fname);
+  if (!b->g) luaL_error(L, "%s: the group is closed", fname);
+  return b->g;
+}
+
 static nx_group *nx_check_group(lua_State *L, const char *fname) {
   nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
   if (!b) luaL_error(L, "%s: expected a group", fname);
@@ -97,24 +104,38 @@ static int l_group_new(lua_State *L) {
   b->g->sink.state = NX_DONE;      /* never runs, never waits */
   luaL_getmetatable(L, NX_GROUP_MT);
   lua_setmetatable(L, -2);
+  lua_newtable(L);                 /* its environment: id -> member's handle */
+  lua_setfenv(L, -2);
   return 1;
 }
 
-/* core.group_add(g, h): h's task joins the group. */
-static int l_group_add(lua_State *L) {
-  nx_group *g = nx_check_group(L, "group:spawn");
-  nx_rt *rt;
-  nx_task *t = nx_lua_handle_task(L, 2, &rt);
-  if (!t || t->state == NX_DONE) return luaL_error(L, "group:spawn: the task ended already");
-  if (t->joiner) return luaL_error(L, "group:spawn: task %d has a joiner already", (int)t->id);
+/* t (its handle at hidx) joins g; members table at midx. */
+void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx) {
+  nx_rt *rt = nx_cur_rt;
+  if (t->joiner) luaL_error(L, "group:spawn: task %d has a joiner already", (int)t->id);
   if (g->rt && g->live && (g->rt != rt || g->rt_serial != rt->serial))
-    return luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
+    luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
   g->rt = rt;
   g->rt_serial = rt->serial;
   t->joiner = &g->sink;
   g->members++;
   g->live++;
-  return 0;
+  lua_pushnumber(L, (lua_Number)t->id);
+  lua_pushvalue(L, hidx);
+  lua_rawset(L, midx);
+}
+
+/* core.group_add(g, h): h's task joins the group; returns h. */
+static int l_group_add(lua_State *L) {
+  nx_group *g = nx_check_group(L, "group:spawn");
+  nx_rt *rt;
+  nx_task *t = nx_lua_handle_task(L, 2, &rt);
+  if (!t || t->state == NX_DONE) return luaL_error(L, "group:spawn: the task ended already");
+  lua_settop(L, 2);
+  lua_getfenv(L, 1);
+  nx_group_adopt(L, g, t, 3, 2);
+  lua_settop(L, 2);
+  return 1;
 }
 
 static void nx_group_cancel(nx_rt *rt, nx_task *t) {
@@ -123,7 +144,7 @@ static void nx_group_cancel(nx_rt *rt, nx_task *t) {
   if (*nx_group_waiter(g) == t) *nx_group_waiter(g) = NULL;
 }
 
-/* core.group_next(g, wait): the id of the next member to have ended |
+/* core.group_next(g, wait): the handle of the next member to have ended |
  * nil when the group is empty | false when none has ended yet (with
  * wait, the running task now waits for one) | -1: another task waits. */
 static int l_group_next(lua_State *L) {
@@ -133,7 +154,12 @@ static int l_group_next(lua_State *L) {
     g->dhead = (g->dhead + 1) & (g->dcap - 1);
     g->dn--;
     g->members--;
+    lua_getfenv(L, 1);
     lua_pushnumber(L, (lua_Number)id);
+    lua_rawget(L, -2);
+    lua_pushnumber(L, (lua_Number)id);
+    lua_pushnil(L);
+    lua_rawset(L, -4);
     return 1;
   }
   if (g->members == 0) {

@@ -32,5 +32,9 @@ void nx_group_kill(nx_rt *rt, lua_State *L);                      /* the executo
 /* lmodule.c: the task of the handle at idx (NULL if not a live handle). */
 nx_task *nx_lua_handle_task(lua_State *L, int idx, nx_rt **rtp);
 void nx_group_open(lua_State *L);
+/* For core.group_spawn (lmodule.c): the open group at idx (raises), and
+ * adopting the task t of the handle at hidx (members table at midx). */
+nx_group *nx_group_check_open(lua_State *L, int idx, const char *fname);
+void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx);
 
 #endif

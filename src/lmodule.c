@@ -380,25 +380,44 @@ static nx_rt *nx_no_task(lua_State *L, const char *fname) {
 
 /* nexus.spawn(fn, ...) -> handle. It is this C function itself: a Lua
  * wrapper would add a vararg frame to every spawn. */
-static int l_spawn(lua_State *L) {
-  nx_rt *rt = nx_cur_rt;
-  if (lua_type(L, 1) != LUA_TFUNCTION)
-    return nx_error(L, "nexus.spawn: expected a function, got %s", luaL_typename(L, 1));
-  if (!rt) rt = nx_no_task(L, "nexus.spawn");
-  int nargs = lua_gettop(L) - 1;
+/* Spawns the function at base with the values above it as arguments;
+ * leaves the new handle at base (the function and arguments are gone).
+ * Returns the task. */
+static nx_task *nx_spawn_at(lua_State *L, nx_rt *rt, int base, const char *fname) {
+  if (lua_type(L, base) != LUA_TFUNCTION)
+    nx_error(L, "%s: expected a function, got %s", fname, luaL_typename(L, base));
+  if (!rt) rt = nx_no_task(L, fname);
+  int nargs = lua_gettop(L) - base;
   /* Every allocation before the task exists: a GC step they run may call
    * a finalizer that raises, and a spawn that raises must have made no
    * task (else it would run while its spawner saw an error). */
   nx_handle *h = lua_newuserdata(L, sizeof *h);
-  lua_insert(L, 1);
+  lua_insert(L, base);
   nx_task *t;
   if (nargs <= 1 && rt->qn >= NX_DEFER_AT) {   /* its coroutine is made when it first runs */
-    if (!(t = nx_task_new(rt, L))) return nx_error(L, "nexus.spawn: out of memory");
+    if (!(t = nx_task_new(rt, L))) nx_error(L, "%s: out of memory", fname);
     nx_task_defer(rt, L, t, nargs);
   } else {
-    t = nx_spawn_top(L, rt, 2, "nexus.spawn");
+    t = nx_spawn_top(L, rt, base + 1, fname);
   }
   nx_bind_handle(L, h, rt, t);
+  return t;
+}
+
+static int l_spawn(lua_State *L) {
+  nx_spawn_at(L, nx_cur_rt, 1, "nexus.spawn");
+  return 1;
+}
+
+/* core.group_spawn(g, fn, ...): spawns a member in one call (spawn +
+ * group_add: a group's spawn costs about what a spawn does). */
+static int l_group_spawn(lua_State *L) {
+  nx_group *g = nx_group_check_open(L, 1, "group:spawn");
+  lua_getfenv(L, 1);               /* the members table takes the group's place */
+  lua_replace(L, 1);
+  nx_task *t = nx_spawn_at(L, nx_cur_rt, 2, "group:spawn");
+  nx_group_adopt(L, g, t, 1, 2);
+  lua_settop(L, 2);
   return 1;
 }
 
@@ -1065,7 +1084,7 @@ static const luaL_Reg nx_funcs[] = {
   {"dl_bind", l_dl_bind},
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {"_runtime_slots", l_runtime_slots},
-  {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim},
+  {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim}, {"group_spawn", l_group_spawn},
   {NULL, NULL},
 };
 

@@ -1,14 +1,14 @@
 -- nexus.group (tokio's JoinSet) and nexus.scope (Trio's nursery). The
 -- membership and the completion order are C (src/group.c): a member's
 -- joiner is its group, so a member's error is the group's to report and
--- never stops the runtime. Here: the members' handles by id, and the
--- waits.
+-- never stops the runtime; the members' handles live in the group
+-- userdata's environment, by id. Here: argument checks and the waits.
 local core = require "nexus.core"
 local util = require "nexus.util"
 local sel = require "nexus.select"
 local cancel = require "nexus.cancel"
 
-local spawn, cjoin = core.spawn, core.join
+local cjoin, c_spawn = core.join, core.group_spawn
 local c_new, c_add, c_next, c_abort, c_len, c_close =
   core.group_new, core.group_add, core.group_next, core.group_abort, core.group_len, core.group_close
 local setmetatable, getmetatable, error, type, pcall, unpack = setmetatable, getmetatable, error, type, pcall, unpack
@@ -25,40 +25,30 @@ end
 
 -- nexus.group(): an empty group.
 function M.group()
-  return setmetatable({ g = c_new(), members = {} }, Group)
+  return setmetatable({ g = c_new() }, Group)
 end
 
 -- Spawns fn(...) as a member; returns its handle (h:join() on it raises:
 -- the group gives its outcome).
 function Group:spawn(fn, ...)
-  local g = check(self, "group:spawn")
-  check_fn("group:spawn", fn)
-  local h = spawn(fn, ...)
-  c_add(g, h)
-  self.members[h:id()] = h
-  return h
+  return c_spawn(check(self, "group:spawn"), fn, ...)
 end
 
 -- h, true, ... | h, false, err, traceback for the member that ended.
-local function outcome(self, id)
-  local members = self.members
-  local h = members[id]
-  members[id] = nil
-  return h, cjoin(h, true)
-end
+local function outcome(h) return h, cjoin(h, true) end
 
 -- (suspends) the next member to end, in completion order: h, true, ... |
 -- h, false, err, traceback | nil when the group is empty.
 function Group:next()
   local g = check(self, "group:next")
-  local id = c_next(g, true)
-  while id == false do
+  local h = c_next(g, true)
+  while h == false do
     suspend("group:next")
-    id = c_next(g, true)
+    h = c_next(g, true)
   end
-  if id == -1 then error("group:next: another task is already waiting on this group", 2) end
-  if id == nil then return nil end
-  return outcome(self, id)
+  if h == -1 then error("group:next: another task is already waiting on this group", 2) end
+  if h == nil then return nil end
+  return outcome(h)
 end
 
 -- The error a member's outcome re-raises: a string with the member's
@@ -111,10 +101,10 @@ function NextOp.poll(op)
   return true
 end
 function NextOp.take(op)
-  local id = op.id
-  if id == nil then return nil end
+  local h = op.id
+  if h == nil then return nil end
   op.id = nil
-  return outcome(op.group, id)
+  return outcome(h)
 end
 
 -- An op for nexus.select: as g:next(); a losing next takes no member.
