@@ -121,6 +121,41 @@ local workloads = {
       ["luajit-runtime"] = "luajit, explicit runtime with signal_handlers(true)",
     },
   },
+  select = {
+    title = "select ping-pong: as chan ping-pong, each receive a nexus.select over two channels (one idle)",
+    metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
+    ref = "nexus-chan",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["nexus-chan"] = "nexus.channel ping-pong, plain recv (reference)",
+      ["nexus-select"] = "nexus.select(recv_op, idle recv_op) (luajit + require)",
+      ["nexus-select-cmd"] = "nexus.select (nexus command)",
+    },
+  },
+  group = {
+    title = "group: N trivial tasks spawned into a nexus.group, collected with g:next()",
+    metric = "ns_per_task", unit = "ns/task", fmt = "%.1f",
+    ref = "spawn-join",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["spawn-join"] = "nexus.spawn + h:join in order (reference)",
+      ["group-next"] = "g:spawn + g:next (luajit + require)",
+      ["group-next-cmd"] = "g:spawn + g:next (nexus command)",
+    },
+  },
+  coop = {
+    title = "coop: the chan ping-pong with the cooperative budget off and at its default",
+    metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
+    ref = "coop-off",
+    hide = { total_ms = true },
+    extra = {},
+    label = {
+      ["coop-off"] = "coop_budget(0) (reference)",
+      ["coop-128"] = "coop_budget(128), the default",
+    },
+  },
   chan_try = {
     title = "chan try pair: try_send + try_recv, never suspending, N pairs",
     metric = "ns_per_pair", unit = "ns/pair", fmt = "%.2f",
@@ -288,6 +323,20 @@ local function targets(w, d)
     check("pooled-cmd")
     return out
   end
+  if w == "select" then
+    rel("nexus-select", "nexus-chan", "the plain ping-pong", 1.3)
+    rel("nexus-select-cmd", "nexus-chan", "the plain ping-pong", 1.3)
+    return out
+  end
+  if w == "group" then
+    rel("group-next", "spawn-join", "spawn+join", 1.2)
+    rel("group-next-cmd", "spawn-join", "spawn+join", 1.2)
+    return out
+  end
+  if w == "coop" then
+    rel("coop-128", "coop-off", "the budget off", 1.02)
+    return out
+  end
   check("nexus")
   check("nexus-cmd")
   return out
@@ -354,7 +403,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "coop", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

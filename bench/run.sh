@@ -13,7 +13,8 @@
 #   NEXUS_BUILD   build directory (default ./build): bin/nexus, lib/nexus/core.so
 #   BENCH_RUNS    measurements per implementation (default 5)
 #   BENCH_ONLY    comma list of workloads to run:
-#                 spawn,sleepers,parked,pool,chan,world,bytes,signal,echo
+#                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
+#                 (compose is three tables: select, group, coop; each can be named)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -42,7 +43,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -269,6 +270,23 @@ impls_pool=(
   "pooled|nexus_why|env BENCH_POOL_MODE=pooled $LUAJIT $ROOT/bench/pool_spawn.lua"
   "pooled-cmd|nexus_cmd_why|env BENCH_POOL_MODE=pooled $NEXUS_BUILD/bin/nexus $ROOT/bench/pool_spawn.lua"
 )
+# Composing tasks (issue 14): select over two channels against the plain
+# ping-pong, group spawn+next against spawn+join, and the cooperative
+# budget's cost on the ping-pong (0 = off).
+impls_select=(
+  "nexus-chan|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
+  "nexus-select|nexus_why|$LUAJIT $ROOT/bench/select_pingpong_nexus.lua"
+  "nexus-select-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/select_pingpong_nexus.lua"
+)
+impls_group=(
+  "spawn-join|nexus_why|$LUAJIT $ROOT/bench/spawn_nexus.lua"
+  "group-next|nexus_why|$LUAJIT $ROOT/bench/group_nexus.lua"
+  "group-next-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/group_nexus.lua"
+)
+impls_coop=(
+  "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
+  "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
+)
 impls_chan_try=(
   "lua-chan||$LUAJIT $ROOT/bench/chan_try_lua.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_try_nexus.lua"
@@ -360,6 +378,9 @@ for w in spawn sleepers parked pool world bytes signal; do
   wanted "$w" && run_workload "$w"
 done
 wanted chan && { run_workload chan; run_workload chan_try; }
+for w in select group coop; do
+  { wanted compose || wanted "$w"; } && run_workload "$w"
+done
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done
