@@ -27,10 +27,9 @@
 -- * Fairness: a session that finds hundreds of lines already buffered
 --   broadcasts them without ever having to wait; no nexus.yield() per line
 --   here: the runtime's cooperative budget (builder:coop_budget, default
---   128) is what makes such a task yield now and then, so the writers run.
---   (Not yet for a select whose ops are ready: until it is, a burst of
---   more than `queue` lines in one write drops the other clients as slow;
---   docs/compose.md, "The cooperative budget".)
+--   128) is what makes such a task yield now and then (every select
+--   spends one unit), so the writers run; docs/compose.md, "The
+--   cooperative budget".
 -- * Shutdown: SIGTERM or SIGINT (nexus.shutdown_signal()) cancels the
 --   root token, every session's token is its child, and closing the
 --   listener ends the accept loop.
