@@ -9,9 +9,11 @@ describe("introspection", function()
       local h = nexus.spawn(nexus.sleep, 0.01)
       local same = h:name("worker 1") == h
       local before = nexus.spawn(function() end):name()
-      return { same = same, name = h:name(), before = before }
+      local name = h:name()
+      h:join()
+      return { same = same, name = name, before = before, after = h:name() }
     end)
-    assert.are.same({ same = true, name = "worker 1" }, r)
+    assert.are.same({ same = true, name = "worker 1", after = "worker 1" }, r)
   end)
 
   it("h:name raises on a name that is not a string", function()

@@ -1055,15 +1055,24 @@ static int l_h_name(lua_State *L) {
   nx_handle *h = nx_check_handle(L, 1, "handle:name");
   nx_rt *rt;
   nx_task *t = nx_handle_task(h, &rt);
-  if (lua_gettop(L) >= 2) {
+  lua_getfield(L, LUA_REGISTRYINDEX, "nexus.names");   /* handle -> name, weak keys */
+  if (lua_gettop(L) >= 3) {
     if (lua_type(L, 2) != LUA_TSTRING)
       return nx_error(L, "handle:name: expected a string, got %s", luaL_typename(L, 2));
     if (t) nx_task_set_name(L, rt, t, 2);
+    lua_pushvalue(L, 1);
+    lua_pushvalue(L, 2);
+    lua_rawset(L, -3);            /* the handle keeps it once the task is gone */
     lua_settop(L, 1);
     return 1;
   }
-  if (t) nx_task_push_name(L, rt, t);
-  else lua_pushnil(L);
+  if (t) {
+    nx_task_push_name(L, rt, t);
+    if (!lua_isnil(L, -1)) return 1;
+    lua_pop(L, 1);
+  }
+  lua_pushvalue(L, 1);
+  lua_rawget(L, -2);
   return 1;
 }
 
@@ -1116,6 +1125,12 @@ int luaopen_nexus_core(lua_State *L) {
   lua_setfield(L, -2, "__mode");
   lua_setmetatable(L, -2);
   lua_setfield(L, LUA_REGISTRYINDEX, "nexus.runtimes");
+  lua_newtable(L);                                   /* nexus.names: handle -> name */
+  lua_createtable(L, 0, 1);
+  lua_pushliteral(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, "nexus.names");
 
   luaL_newmetatable(L, NX_RT_MT);
   lua_pushcfunction(L, l_rt_gc);
