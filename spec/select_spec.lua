@@ -321,6 +321,22 @@ describe("nexus.select", function()
       end)
     end)
 
+    it("raises on an op whose channel has waiters in another runtime", function()
+      local tx, rx = nexus.channel(1)
+      local rt1 = nexus.runtime.new()
+      rt1:block_on(function()
+        nexus.spawn(function() tx:send(1); tx:send(2) end)   -- the second send waits in rt1
+        nexus.yield()
+      end)
+      local rt2 = nexus.runtime.new()
+      local ok, err = pcall(rt2.block_on, rt2, function() return nexus.select(tx:send_op(3)) end)
+      assert.is_false(ok)
+      assert.matches("nexus.select: op 1 %(channel send%): the channel is in use by another runtime", err)
+      rt1:close()
+      rt2:close()
+      assert(rx)
+    end)
+
     it("a channel receiver busy in another task makes the op fail, not hang", function()
       run(function()
         local keep_rx, rx = nexus.channel(1)   -- the sender kept: collected, it would close the channel
