@@ -130,10 +130,11 @@ local function toobig(fname, n, p)
   error(fname .. ": " .. int(n) .. " permits asked of a semaphore of " .. int(p.total), 3)
 end
 
--- (suspends) true | nil, "closed". First in, first out.
-local function acquire(self, n, fname)
-  local p = self.p
-  local rc = c_acquire(p, n, 1)
+-- The waiting calls below make one wait inline (the common case: wait,
+-- then complete) and leave any further round to a *_more function: a
+-- loop entered inside the caller's hot loop would abort its trace.
+
+local function acquire_more(p, n, fname, rc)
   while rc ~= 0 do
     if rc == WAIT then
       suspend(fname)
@@ -147,6 +148,19 @@ local function acquire(self, n, fname)
     rc = c_acquire(p, n, 1)
   end
   return true
+end
+
+-- (suspends) true | nil, "closed". First in, first out.
+local function acquire(self, n, fname)
+  local p = self.p
+  local rc = c_acquire(p, n, 1)
+  if rc == 0 then return true end
+  if rc == WAIT then
+    suspend(fname)
+    rc = c_acquire(p, n, 1)
+    if rc == 0 then return true end
+  end
+  return acquire_more(p, n, fname, rc)
 end
 
 function Sem:acquire(n)
@@ -324,10 +338,7 @@ end
 
 -- (suspends) v | nil, "closed" (the sender closed or was collected without
 -- sending, or the value was received already).
-function ORx:recv()
-  if getmetatable(self) ~= ORx then bad_self("rx:recv", "a oneshot receiver", self) end
-  local p = self.p
-  local rc = c_once_recv(p, 1)
+local function once_recv_more(self, p, rc)
   while rc ~= 0 do
     if rc == WAIT then
       suspend("rx:recv")
@@ -339,6 +350,14 @@ function ORx:recv()
     rc = c_once_recv(p, 1)
   end
   return once_take(self)
+end
+
+function ORx:recv()
+  if getmetatable(self) ~= ORx then bad_self("rx:recv", "a oneshot receiver", self) end
+  local p = self.p
+  local rc = c_once_recv(p, 1)
+  if rc == 0 then return once_take(self) end
+  return once_recv_more(self, p, rc)
 end
 
 -- v | nil, "empty" | nil, "closed"
@@ -425,13 +444,7 @@ function W:get()
   return self.v, self.p.version
 end
 
--- (suspends) until the version is newer than seen (default: the version
--- now): v, version | nil, "closed" (closed, and nothing newer).
-function W:changed(seen)
-  if getmetatable(self) ~= W then bad_self("w:changed", "a watch", self) end
-  local p = self.p
-  seen = check_seen("w:changed", seen, p)
-  local rc = c_changed(p, seen, 1)
+local function changed_more(self, p, seen, rc)
   while rc ~= 0 do
     if rc == WAIT then
       suspend("w:changed")
@@ -443,6 +456,21 @@ function W:changed(seen)
     rc = c_changed(p, seen, 1)
   end
   return self.v, p.version
+end
+
+-- (suspends) until the version is newer than seen (default: the version
+-- now): v, version | nil, "closed" (closed, and nothing newer).
+function W:changed(seen)
+  if getmetatable(self) ~= W then bad_self("w:changed", "a watch", self) end
+  local p = self.p
+  seen = check_seen("w:changed", seen, p)
+  local rc = c_changed(p, seen, 1)
+  if rc == WAIT then
+    suspend("w:changed")
+    rc = c_changed(p, seen, 1)
+  end
+  if rc == 0 then return self.v, p.version end
+  return changed_more(self, p, seen, rc)
 end
 
 -- Watchers waiting get nil, "closed" (after any newer value); set raises.
@@ -563,11 +591,7 @@ local function sub_take(self, r)
   return ring[r + 1]
 end
 
--- (suspends) v | nil, "lagged", missed | nil, "closed"
-function Sub:recv()
-  if getmetatable(self) ~= Sub then bad_self("sub:recv", "a broadcast subscriber", self) end
-  local s = self.s
-  local r = c_sub_recv(s, 1)
+local function sub_recv_more(self, s, r)
   while r < 0 do
     if r == WAIT then
       suspend("sub:recv")
@@ -581,6 +605,19 @@ function Sub:recv()
     r = c_sub_recv(s, 1)
   end
   return sub_take(self, r)
+end
+
+-- (suspends) v | nil, "lagged", missed | nil, "closed"
+function Sub:recv()
+  if getmetatable(self) ~= Sub then bad_self("sub:recv", "a broadcast subscriber", self) end
+  local s = self.s
+  local r = c_sub_recv(s, 1)
+  if r == WAIT then
+    suspend("sub:recv")
+    r = c_sub_recv(s, 1)
+  end
+  if r >= 0 then return sub_take(self, r) end
+  return sub_recv_more(self, s, r)
 end
 
 -- v | nil, "empty" | nil, "lagged", missed | nil, "closed"
@@ -659,12 +696,7 @@ function Ev:is_set()
   return self.p.set ~= 0
 end
 
--- (suspends) until set; true at once if it is.
-function Ev:wait()
-  if getmetatable(self) ~= Ev then bad_self("ev:wait", "an event", self) end
-  local p = self.p
-  local gen = p.gen
-  local rc = c_ev_wait(p, gen, 1)
+local function ev_wait_more(p, gen, rc)
   while rc ~= 0 do
     if rc == WAIT then
       suspend("ev:wait")
@@ -674,6 +706,20 @@ function Ev:wait()
     rc = c_ev_wait(p, gen, 1)
   end
   return true
+end
+
+-- (suspends) until set; true at once if it is.
+function Ev:wait()
+  if getmetatable(self) ~= Ev then bad_self("ev:wait", "an event", self) end
+  local p = self.p
+  local gen = p.gen
+  local rc = c_ev_wait(p, gen, 1)
+  if rc == WAIT then
+    suspend("ev:wait")
+    rc = c_ev_wait(p, gen, 1)
+  end
+  if rc == 0 then return true end
+  return ev_wait_more(p, gen, rc)
 end
 
 function Ev:__tostring() return "nexus.event(" .. (self.p.set ~= 0 and "set" or "clear") .. ")" end
