@@ -2,6 +2,9 @@
  * of next(), and aborting the members of a dropped group (see group.h).
  * The Lua side (lua/nexus/group.lua) keeps the members' handles by id. */
 #include "group.h"
+#include "cancel.h"
+
+#include <stddef.h>
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +32,24 @@ static nx_group *nx_check_group(lua_State *L, const char *fname) {
 static void nx_group_free(nx_group *g) {
   free(g->done);
   free(g);
+}
+
+/* Frees g once nothing refers to it: its Lua object gone, no member
+ * left (they point at the sink), not queued for a kill, and its watch
+ * withdrawn from its token (whose queue would point at it). */
+static void nx_group_maybe_free(nx_group *g) {
+  if (!g->dropped || g->live || g->in_kills) return;
+  if (g->watch.state == NX_WAITING) nx_task_cancel_wait(NULL, &g->watch);
+  nx_group_free(g);
+}
+
+void nx_group_watch_fired(nx_rt *rt, nx_task *watch) {
+  nx_group *g = (nx_group *)((char *)watch - offsetof(nx_group, watch));
+  watch->state = NX_FREE;
+  if (g->in_kills || !g->live) return;
+  g->next_kill = rt->kills;
+  g->in_kills = 1;
+  rt->kills = g;
 }
 
 /* The waiter of next() is the sink's joiner field: a group never joins. */
@@ -60,7 +81,7 @@ void nx_group_ended(nx_rt *rt, nx_task *sink, nx_task *member) {
   nx_group *g = (nx_group *)sink;
   g->live--;
   if (g->dropped) {
-    if (g->live == 0 && !g->in_kills) nx_group_free(g);
+    nx_group_maybe_free(g);
     return;
   }
   if (nx_group_push(g, member->id) != 0) {
@@ -89,8 +110,8 @@ void nx_group_kill(nx_rt *rt, lua_State *L) {
     nx_group_abort_members(rt, L, g);
     g->in_kills = 0;
     /* A member running now (it dropped its own group) ends at its next
-     * yield; the group goes with its last member. */
-    if (g->live == 0) nx_group_free(g);
+     * yield; a dropped group goes with its last member. */
+    nx_group_maybe_free(g);
   }
 }
 
@@ -102,6 +123,8 @@ static int l_group_new(lua_State *L) {
   if (!b->g) return luaL_error(L, "nexus.group: out of memory");
   b->g->sink.kind = NX_KIND_GROUP;
   b->g->sink.state = NX_DONE;      /* never runs, never waits */
+  b->g->watch.kind = NX_KIND_WATCH;
+  b->g->watch.state = NX_FREE;
   luaL_getmetatable(L, NX_GROUP_MT);
   lua_setmetatable(L, -2);
   lua_newtable(L);                 /* its environment: id -> member's handle */
@@ -207,20 +230,42 @@ static int l_group_close(lua_State *L) {
   b->g = NULL;
   g->dropped = 1;
   nx_rt *rt = g->live ? nx_rt_of(g->rt_serial) : NULL;
-  if (g->live && rt == g->rt) {
+  if (g->live && rt == g->rt && !g->in_kills) {
     g->next_kill = rt->kills;
     g->in_kills = 1;
     rt->kills = g;
-  } else if (!g->live) {
-    nx_group_free(g);
   }
-  /* else: its runtime is gone, and with it every member (never here). */
+  nx_group_maybe_free(g);
   return 0;
+}
+
+/* core.group_watch(g, token_addr): once the token (a nexus.cancel_token's
+ * C record, its address as a number: the FFI's pointer made a Lua
+ * number, exact below 2^53) is cancelled, the executor aborts the
+ * members at its next safe point (at once when the cancel comes from a
+ * task's end: its drop guard). true, or false if already cancelled (the
+ * members are aborted now). One watch per group. */
+static int l_group_watch(lua_State *L) {
+  nx_group *g = nx_check_group(L, "group:_watch");
+  nx_token *tok = (nx_token *)(uintptr_t)luaL_checknumber(L, 2);
+  nx_rt *rt = nx_cur_rt;
+  if (!tok || !rt || !rt->cur) return luaL_error(L, "group:_watch: not inside a nexus task");
+  if (g->watch.state != NX_FREE) return luaL_error(L, "group:_watch: the group has a watch already");
+  nx_task *cur = rt->cur;
+  g->watch.state = NX_RUNNING;
+  rt->cur = &g->watch;
+  int rc = nx_token_wait(tok);
+  rt->cur = cur;
+  if (rc != NX_AGAIN) g->watch.state = NX_FREE;
+  if (rc == NX_OK && g->live && g->rt == rt) nx_group_abort_members(rt, L, g);
+  lua_pushboolean(L, rc == NX_AGAIN);
+  return 1;
 }
 
 static const luaL_Reg nx_group_funcs[] = {
   {"group_new", l_group_new}, {"group_add", l_group_add}, {"group_next", l_group_next},
   {"group_abort", l_group_abort}, {"group_len", l_group_len}, {"group_close", l_group_close},
+  {"group_watch", l_group_watch},
   {NULL, NULL},
 };
 

@@ -16,6 +16,7 @@
 typedef struct nx_group nx_group;
 struct nx_group {
   nx_task sink;                 /* first: the members' joiner */
+  nx_task watch;                /* waits on a token that aborts the members (scopes) */
   nx_rt *rt;                    /* bound by the first member */
   uint64_t rt_serial;
   uint64_t *done;               /* ids of ended members, a ring */
@@ -29,6 +30,7 @@ struct nx_group {
 
 void nx_group_ended(nx_rt *rt, nx_task *sink, nx_task *member);   /* from nx_end_common */
 void nx_group_kill(nx_rt *rt, lua_State *L);                      /* the executor, at a safe point */
+void nx_group_watch_fired(nx_rt *rt, nx_task *watch);             /* from nx_task_ready */
 /* lmodule.c: the task of the handle at idx (NULL if not a live handle). */
 nx_task *nx_lua_handle_task(lua_State *L, int idx, nx_rt **rtp);
 void nx_group_open(lua_State *L);

@@ -420,9 +420,10 @@ static int nx_q_grow(nx_rt *rt) {
 const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 
 void nx_task_ready(nx_rt *rt, nx_task *t) {
-  if (t->kind) {              /* a select op's stand-in: its select hears of it */
+  if (t->kind) {              /* a stand-in record: its owner hears of it */
     t->state = NX_READY;
-    nx_sel_fired(rt, t);
+    if (t->kind == NX_KIND_PROXY) nx_sel_fired(rt, t);   /* a select op */
+    else nx_group_watch_fired(rt, t);                    /* a scope's token */
     return;
   }
   if (rt->qn == rt->qcap && nx_q_grow(rt) != 0) {
@@ -687,6 +688,9 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
     if (j->kind == NX_KIND_GROUP) nx_group_ended(rt, j, t);
     else nx_task_wake(rt, j, NX_WAKE_OK);
   }
+  /* A scope's task that ends (aborted, say) cancels the scope's token
+   * through its drop guard: its children go now, not at the next cycle. */
+  if (rt->kills) nx_group_kill(rt, L);
   nx_task_ended(rt, L, t);
 }
 

@@ -25,7 +25,7 @@ enum { NX_END_OK, NX_END_ERROR, NX_END_ABORTED };                       /* end *
 enum { NX_TM_SLEEP = 1, NX_TM_DEADLINE };                               /* timer kind */
 enum { NX_DL_PENDING, NX_DL_EXPIRED, NX_DL_CANCELLED };                 /* deadline */
 enum { NX_WAKE_OK = 0, NX_WAKE_TIMEOUT = 1 };                           /* wake code */
-enum { NX_KIND_TASK = 0, NX_KIND_PROXY = 1, NX_KIND_GROUP = 2 };        /* kind */
+enum { NX_KIND_TASK = 0, NX_KIND_PROXY = 1, NX_KIND_GROUP = 2, NX_KIND_WATCH = 3 };  /* kind */
 
 /* Status codes of the FFI entry points; < 0 are programming errors.
  * The convention of every suspending operation (as lua-resty-core's):

@@ -3,14 +3,15 @@
 -- joiner is its group, so a member's error is the group's to report and
 -- never stops the runtime; the members' handles live in the group
 -- userdata's environment, by id. Here: argument checks and the waits.
+local ffi = require "ffi"
 local core = require "nexus.core"
 local util = require "nexus.util"
 local sel = require "nexus.select"
 local cancel = require "nexus.cancel"
 
 local cjoin, c_spawn = core.join, core.group_spawn
-local c_new, c_add, c_next, c_abort, c_len, c_close =
-  core.group_new, core.group_add, core.group_next, core.group_abort, core.group_len, core.group_close
+local c_new, c_next, c_abort, c_len, c_close, c_watch =
+  core.group_new, core.group_next, core.group_abort, core.group_len, core.group_close, core.group_watch
 local setmetatable, getmetatable, error, type, pcall, unpack = setmetatable, getmetatable, error, type, pcall, unpack
 local suspend, argerror, check_fn, pack = util.suspend, util.argerror, util.check_fn, util.pack
 
@@ -139,7 +140,13 @@ function M.scope(fn, ...)
   local g = M.group()
   local tok = cancel.token()
   local guard = tok:drop_guard()       -- an aborted scope task cancels it too
-  local s = setmetatable({ group = g, tok = tok, over = false }, Scope)
+  -- A private token that only the scope task's end cancels (its drop
+  -- guard): that aborts the children at once. s:token() is the children's
+  -- to watch; cancelling it does not abort them.
+  local dead = cancel.token()
+  local dead_guard = dead:drop_guard()
+  c_watch(g.g, tonumber(ffi.cast("uintptr_t", dead.p)))
+  local s = setmetatable({ group = g, tok = tok, over = false, dead = dead }, Scope)
   local main = g:spawn(body, s, fn, ...)
   local results, failure, ftb
   while true do
@@ -153,6 +160,7 @@ function M.scope(fn, ...)
     end
   end
   s.over = true
+  dead_guard:disarm()
   tok:cancel()
   guard:disarm()
   g:close()
