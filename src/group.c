@@ -13,17 +13,27 @@
 
 #define NX_GROUP_MT "nexus.group"
 
-typedef struct nx_gbox { nx_group *g; } nx_gbox;
+/* The group's userdata. Checked by size and tag, as handles are: the
+ * metatable check (luaL_testudata) looks the name up in the registry on
+ * every call, a fifth of a member's cost. */
+#define NX_GROUP_MAGIC 0x6e78677270u     /* "nxgrp" */
+typedef struct nx_gbox { nx_group *g; uint64_t magic; } nx_gbox;
+
+static nx_gbox *nx_test_gbox(lua_State *L, int idx) {
+  nx_gbox *b = lua_touserdata(L, idx);
+  if (!b || lua_objlen(L, idx) != sizeof *b || b->magic != NX_GROUP_MAGIC) return NULL;
+  return b;
+}
 
 nx_group *nx_group_check_open(lua_State *L, int idx, const char *fname) {
-  nx_gbox *b = luaL_testudata(L, idx, NX_GROUP_MT);
+  nx_gbox *b = nx_test_gbox(L, idx);
   if (!b) luaL_error(L, "%s: expected a group", fname);
   if (!b->g) luaL_error(L, "%s: the group is closed", fname);
   return b->g;
 }
 
 static nx_group *nx_check_group(lua_State *L, const char *fname) {
-  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  nx_gbox *b = nx_test_gbox(L, 1);
   if (!b) luaL_error(L, "%s: expected a group", fname);
   if (!b->g) luaL_error(L, "%s: the group is closed", fname);
   return b->g;
@@ -84,7 +94,7 @@ void nx_group_ended(nx_rt *rt, nx_task *sink, nx_task *member) {
     nx_group_maybe_free(g);
     return;
   }
-  if (nx_group_push(g, member->id) != 0) {
+  if (nx_group_push(g, member->slot) != 0) {
     /* Losing a member's outcome silently is worse than stopping. */
     fputs("nexus: out of memory in a task group\n", stderr);
     abort();
@@ -119,6 +129,7 @@ void nx_group_kill(nx_rt *rt, lua_State *L) {
 
 static int l_group_new(lua_State *L) {
   nx_gbox *b = lua_newuserdata(L, sizeof *b);
+  b->magic = NX_GROUP_MAGIC;
   b->g = calloc(1, sizeof(nx_group));
   if (!b->g) return luaL_error(L, "nexus.group: out of memory");
   b->g->sink.kind = NX_KIND_GROUP;
@@ -143,9 +154,8 @@ void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx) {
   t->joiner = &g->sink;
   g->members++;
   g->live++;
-  lua_pushnumber(L, (lua_Number)t->id);
-  lua_pushvalue(L, hidx);
-  lua_rawset(L, midx);
+  lua_pushvalue(L, hidx);            /* by slot: the array part, and a member's */
+  lua_rawseti(L, midx, (int)t->slot + 1);   /* slot is not reused before next() */
 }
 
 /* core.group_add(g, h): h's task joins the group; returns h. */
@@ -170,40 +180,48 @@ static void nx_group_cancel(nx_rt *rt, nx_task *t) {
 /* core.group_next(g, wait): the handle of the next member to have ended |
  * nil when the group is empty | false when none has ended yet (with
  * wait, the running task now waits for one) | -1: another task waits. */
-static int l_group_next(lua_State *L) {
+void nx_group_next_push(lua_State *L, int wait) {
   nx_group *g = nx_check_group(L, "group:next");
   if (g->dn) {
-    uint64_t id = g->done[g->dhead];
+    int key = (int)g->done[g->dhead] + 1;
     g->dhead = (g->dhead + 1) & (g->dcap - 1);
     g->dn--;
     g->members--;
     lua_getfenv(L, 1);
-    lua_pushnumber(L, (lua_Number)id);
-    lua_rawget(L, -2);
-    lua_pushnumber(L, (lua_Number)id);
+    lua_rawgeti(L, -1, key);
     lua_pushnil(L);
-    lua_rawset(L, -4);
-    return 1;
+    lua_rawseti(L, -3, key);
+    lua_replace(L, -2);
+    return;
   }
   if (g->members == 0) {
     lua_pushnil(L);
-    return 1;
+    return;
   }
-  if (lua_toboolean(L, 2)) {
+  if (wait) {
     nx_rt *rt = nx_cur_rt;
     nx_task *t = rt ? nx_running(rt) : NULL;
-    if (!t) return luaL_error(L, "group:next: not inside a nexus task");
+    if (!t) {
+      luaL_error(L, "group:next: not inside a nexus task");
+      return;
+    }
     nx_task **w = nx_group_waiter(g);
     if (*w && *w != t) {
       lua_pushinteger(L, -1);
-      return 1;
+      return;
     }
-    if (g->rt != rt || g->rt_serial != rt->serial)
-      return luaL_error(L, "group:next: the group's tasks belong to another runtime");
+    if (g->rt != rt || g->rt_serial != rt->serial) {
+      luaL_error(L, "group:next: the group's tasks belong to another runtime");
+      return;
+    }
     *w = t;
     nx_wait(rt, nx_group_cancel, g);
   }
   lua_pushboolean(L, 0);
+}
+
+static int l_group_next(lua_State *L) {
+  nx_group_next_push(L, lua_toboolean(L, 2));
   return 1;
 }
 
@@ -215,7 +233,7 @@ static int l_group_abort(lua_State *L) {
 }
 
 static int l_group_len(lua_State *L) {
-  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  nx_gbox *b = nx_test_gbox(L, 1);
   lua_pushinteger(L, b && b->g ? (lua_Integer)b->g->members : 0);
   return 1;
 }
@@ -224,7 +242,7 @@ static int l_group_len(lua_State *L) {
  * executor at its next safe point (a finalizer may run in the middle of
  * the executor's own work). */
 static int l_group_close(lua_State *L) {
-  nx_gbox *b = luaL_testudata(L, 1, NX_GROUP_MT);
+  nx_gbox *b = nx_test_gbox(L, 1);
   if (!b || !b->g) return 0;
   nx_group *g = b->g;
   b->g = NULL;

@@ -19,7 +19,7 @@ struct nx_group {
   nx_task watch;                /* waits on a token that aborts the members (scopes) */
   nx_rt *rt;                    /* bound by the first member */
   uint64_t rt_serial;
-  uint64_t *done;               /* ids of ended members, a ring */
+  uint64_t *done;               /* slots of ended members, a ring */
   uint32_t dhead, dn, dcap;
   uint32_t members;             /* added and not yet returned by next */
   uint32_t live;                /* members that have not ended */
@@ -38,5 +38,7 @@ void nx_group_open(lua_State *L);
  * adopting the task t of the handle at hidx (members table at midx). */
 nx_group *nx_group_check_open(lua_State *L, int idx, const char *fname);
 void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx);
+/* group_next's work on the group at index 1: pushes one value. */
+void nx_group_next_push(lua_State *L, int wait);
 
 #endif

@@ -522,10 +522,10 @@ static int nx_push_results(lua_State *L, nx_rt *rt, nx_task *t) {
  * raises the task's error value. */
 static int nx_join_wait(lua_State *L, nx_rt *rt, nx_task *t, const char *fname);
 
-static int l_join(lua_State *L) {
-  int pcall_style = lua_toboolean(L, 2);
+/* The join of the handle at hidx; its results are pushed on top. */
+static int nx_join_at(lua_State *L, int hidx, int pcall_style) {
   const char *fname = pcall_style ? "handle:result" : "handle:join";
-  nx_handle *h = nx_check_handle(L, 1, fname);
+  nx_handle *h = nx_check_handle(L, hidx, fname);
   if (h->taken == NX_H_JOINED) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
   nx_rt *rt = nx_rt_of(h->rt_serial);
   if (!rt) return nx_error(L, "%s: the runtime of task %d is gone", fname, (int)h->id);
@@ -562,6 +562,17 @@ static int l_join(lua_State *L) {
     return lua_error(L);
   }
   return n;
+}
+
+static int l_join(lua_State *L) { return nx_join_at(L, 1, lua_toboolean(L, 2)); }
+
+/* core.group_next_out(g): g:next() in one call: h, true, ... |
+ * h, false, err, traceback | nil (empty) | false (the running task now
+ * waits) | -1 (another task waits). */
+static int l_group_next_out(lua_State *L) {
+  nx_group_next_push(L, 1);
+  if (lua_type(L, -1) != LUA_TUSERDATA) return 1;
+  return 1 + nx_join_at(L, lua_gettop(L), 1);
 }
 
 /* core.may_suspend(): 0 when the running coroutine may yield to the
@@ -1094,6 +1105,7 @@ static const luaL_Reg nx_funcs[] = {
   {"current_runtime", l_current_runtime}, {"last_interrupt", l_last_interrupt},
   {"_runtime_slots", l_runtime_slots},
   {"spawn_pooled", l_spawn_pooled}, {"try_claim", l_try_claim}, {"group_spawn", l_group_spawn},
+  {"group_next_out", l_group_next_out},
   {NULL, NULL},
 };
 

@@ -12,6 +12,7 @@ local cancel = require "nexus.cancel"
 local cjoin, c_spawn = core.join, core.group_spawn
 local c_new, c_next, c_abort, c_len, c_close, c_watch =
   core.group_new, core.group_next, core.group_abort, core.group_len, core.group_close, core.group_watch
+local c_next_out = core.group_next_out
 local setmetatable, getmetatable, error, type, pcall, unpack = setmetatable, getmetatable, error, type, pcall, unpack
 local suspend, argerror, check_fn, pack = util.suspend, util.argerror, util.check_fn, util.pack
 
@@ -40,16 +41,20 @@ local function outcome(h) return h, cjoin(h, true) end
 
 -- (suspends) the next member to end, in completion order: h, true, ... |
 -- h, false, err, traceback | nil when the group is empty.
-function Group:next()
-  local g = check(self, "group:next")
-  local h = c_next(g, true)
-  while h == false do
+-- c_next_out gives the whole outcome in one call: h, true, ... and the
+-- rest; a wait (false) or another waiter (-1) take the slow path.
+local function next_slow(g, h, ...)
+  if h == false then
     suspend("group:next")
-    h = c_next(g, true)
+    return next_slow(g, c_next_out(g))
   end
   if h == -1 then error("group:next: another task is already waiting on this group", 2) end
-  if h == nil then return nil end
-  return outcome(h)
+  return h, ...
+end
+
+function Group:next()
+  local g = check(self, "group:next")
+  return next_slow(g, c_next_out(g))
 end
 
 -- The error a member's outcome re-raises: a string with the member's
