@@ -280,10 +280,34 @@ static int l_group_watch(lua_State *L) {
   return 1;
 }
 
+/* core.group_ptr(g): the C record as a light userdata, for the FFI's
+ * fast path of next (group.lua); nothing while the group is closed. */
+static int l_group_ptr(lua_State *L) {
+  nx_gbox *b = nx_test_gbox(L, 1);
+  if (!b || !b->g) return 0;
+  lua_pushlightuserdata(L, b->g);
+  return 1;
+}
+
+/* FFI: the slot + 1 of the next member that ended (its handle is at that
+ * index of the group's members table), or 0 when none has: then the
+ * classic path (group_next_out) decides between nil and a wait. */
+static int api_group_pop(nx_group *g) {
+  if (!g->dn) return 0;
+  int key = (int)g->done[g->dhead] + 1;
+  g->dhead = (g->dhead + 1) & (g->dcap - 1);
+  g->dn--;
+  g->members--;
+  return key;
+}
+
+typedef struct nx_group_api { int (*pop)(nx_group *); } nx_group_api;
+static const nx_group_api nx_group_api_table = { api_group_pop };
+
 static const luaL_Reg nx_group_funcs[] = {
   {"group_new", l_group_new}, {"group_add", l_group_add}, {"group_next", l_group_next},
   {"group_abort", l_group_abort}, {"group_len", l_group_len}, {"group_close", l_group_close},
-  {"group_watch", l_group_watch},
+  {"group_watch", l_group_watch}, {"group_ptr", l_group_ptr},
   {NULL, NULL},
 };
 
@@ -294,4 +318,6 @@ void nx_group_open(lua_State *L) {
   lua_setfield(L, -2, "__gc");
   lua_pop(L, 1);
   luaL_register(L, NULL, nx_group_funcs);
+  lua_pushlightuserdata(L, (void *)&nx_group_api_table);
+  lua_setfield(L, -2, "group_api");
 }

@@ -12,7 +12,16 @@ local cancel = require "nexus.cancel"
 local cjoin, c_spawn = core.join, core.group_spawn
 local c_new, c_next, c_abort, c_len, c_close, c_watch =
   core.group_new, core.group_next, core.group_abort, core.group_len, core.group_close, core.group_watch
-local c_next_out = core.group_next_out
+local c_next_out, c_ptr = core.group_next_out, core.group_ptr
+local api = require "nexus.api"
+local join_take, cur = api.join_take, core.cur
+local getfenv = debug.getfenv
+
+ffi.cdef [[
+typedef struct nx_group nx_group;
+typedef struct nx_group_api { int (*pop)(nx_group *); } nx_group_api;
+]]
+local c_pop = ffi.cast("const nx_group_api *", core.group_api).pop
 local setmetatable, getmetatable, error, type, pcall, unpack = setmetatable, getmetatable, error, type, pcall, unpack
 local suspend, argerror, check_fn, pack = util.suspend, util.argerror, util.check_fn, util.pack
 
@@ -26,8 +35,11 @@ local function check(self, fname)
 end
 
 -- nexus.group(): an empty group.
+-- g: the C group (a userdata); gp: its record for the FFI's fast path
+-- of next; members: its environment, slot + 1 -> member's handle.
 function M.group()
-  return setmetatable({ g = c_new() }, Group)
+  local g = c_new()
+  return setmetatable({ g = g, gp = ffi.cast("nx_group *", c_ptr(g)), members = getfenv(g) }, Group)
 end
 
 -- Spawns fn(...) as a member; returns its handle (h:join() on it raises:
@@ -52,8 +64,27 @@ local function next_slow(g, h, ...)
   return h, ...
 end
 
+-- The fast path: a member already ended, and it returned 0 or 1 value
+-- (h:join's fast path, api.join_take): FFI calls only, compiled.
 function Group:next()
   local g = check(self, "group:next")
+  if not self.closed then
+    local k = c_pop(self.gp)
+    if k > 0 then
+      local members = self.members
+      local h = members[k]
+      members[k] = nil
+      local j = join_take(h)
+      if j > 0 then
+        local tasks = cur.tasks
+        local v = tasks[j]
+        tasks[j] = nil
+        return h, true, v
+      end
+      if j < 0 then return h, true end
+      return h, cjoin(h, true)
+    end
+  end
   return next_slow(g, c_next_out(g))
 end
 
