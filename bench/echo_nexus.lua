@@ -18,7 +18,18 @@ local function session(s)
   s:close()
 end
 
-nexus.run(function()
+-- BENCH_COOP=n serves on a runtime built with coop_budget(n) (0: off),
+-- to measure what the cooperative budget costs.
+local run = nexus.run
+local coop = tonumber(os.getenv("BENCH_COOP") or "")
+if coop then
+  run = function(fn)
+    local rt = nexus.runtime.builder():signal_handlers(true):coop_budget(coop):build()
+    rt:block_on(fn)
+  end
+end
+
+run(function()
   local ln = assert(nexus.tcp.listen("127.0.0.1", port, { backlog = 511 }))
   -- local_addr(): "ip:port" (and, in this implementation, ip and port too)
   local addr, _, bound = ln:local_addr()

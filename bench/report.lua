@@ -145,6 +145,19 @@ local workloads = {
       ["group-next-cmd"] = "g:spawn + g:next (nexus command)",
     },
   },
+  sem = {
+    title = "semaphore: 4 tasks contending on a semaphore of 1 (acquire, yield, release), per pair",
+    metric = "ns_per_pair", unit = "ns/pair", fmt = "%.1f",
+    ref = "lua-sched",
+    hide = { total_ms = true, tasks = true },
+    extra = {},
+    label = {
+      ["lua-sched"] = "a Lua semaphore on the hand-written scheduler (reference)",
+      ["cqueues"] = "cqueues, a condition variable",
+      ["nexus"] = "nexus.semaphore (luajit + require)",
+      ["nexus-cmd"] = "nexus.semaphore (nexus command)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -333,6 +346,11 @@ local function targets(w, d)
     rel("group-next-cmd", "spawn-join", "spawn+join", 1.2)
     return out
   end
+  if w == "sem" then
+    rel("nexus", "lua-sched", "the Lua semaphore", 1, true)
+    rel("nexus", "cqueues", "cqueues", 1, true)
+    return out
+  end
   if w == "coop" then
     rel("coop-128", "coop-off", "the budget off", 1.02)
     return out
@@ -403,7 +421,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "coop", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

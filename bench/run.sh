@@ -14,7 +14,7 @@
 #   BENCH_RUNS    measurements per implementation (default 5)
 #   BENCH_ONLY    comma list of workloads to run:
 #                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
-#                 (compose is three tables: select, group, coop; each can be named)
+#                 (compose is four tables: select, group, sem, coop; each can be named)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -283,6 +283,12 @@ impls_group=(
   "group-next|nexus_why|$LUAJIT $ROOT/bench/group_nexus.lua"
   "group-next-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/group_nexus.lua"
 )
+impls_sem=(
+  "lua-sched||$LUAJIT $ROOT/bench/sem_lua.lua"
+  "cqueues|cqueues_why|$LUAJIT $ROOT/bench/sem_cqueues.lua"
+  "nexus|nexus_why|$LUAJIT $ROOT/bench/sem_nexus.lua"
+  "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/sem_nexus.lua"
+)
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -378,7 +384,7 @@ for w in spawn sleepers parked pool world bytes signal; do
   wanted "$w" && run_workload "$w"
 done
 wanted chan && { run_workload chan; run_workload chan_try; }
-for w in select group coop; do
+for w in select group sem coop; do
   { wanted compose || wanted "$w"; } && run_workload "$w"
 done
 for w in echo_latency echo_throughput; do

@@ -2,7 +2,7 @@
 -- for the fuzzer: inputs that use each operation of fuzz/ops.lua on each
 -- channel kind, a few mixes, and some pseudo-random ones (fixed seed).
 -- The bytes follow ops.lua's decoding: three capacity bytes, then for each
--- operation its number (0-18) and its argument bytes.
+-- operation its number (0-20) and its argument bytes.
 local dir = arg[1] or ((debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "corpus")
 os.execute("mkdir -p '" .. dir .. "'")
 
@@ -81,5 +81,19 @@ seed("guard-armed", { 0, 0, 0 }, { GUARD, 0, YIELD, YIELD, SLEEP, 1 })
 seed("guard-abort", { 0, 0, 0 }, { GUARD, 4, YIELD, ABORT, 0, YIELD })
 seed("guard-disarmed", { 0, 0, 0 }, { GUARD, 1, SLEEP, 2, GUARD, 3 })
 seed("guard-early-close", { 0, 0, 0 }, { GUARD, 2, GUARD, 4, TOKEN, 0, EARLY, 0 })
+
+-- Select (op 19: a producer sending each value through a select of two
+-- channels' send ops and a sleep op; op 20: a consumer selecting over its
+-- recv op, a sleep op and a token).
+local SEL_PRODUCE, SEL_CONSUME = 19, 20
+for ch = 0, 2 do
+  local k = ({ "chan", "bytes", "mpsc" })[ch + 1]
+  local other = (ch + 1) % 3
+  seed(k .. "-select-produce", { 0, 0, 0 }, { SEL_PRODUCE, ch, other, 7, 1, CONSUME, ch, 7, CONSUME, other, 7, SLEEP, 2 })
+  seed(k .. "-select-same", { 0, 0, 0 }, { SEL_PRODUCE, ch, ch, 7, 0, SEL_CONSUME, ch, 0, 7, SLEEP, 2 })
+  seed(k .. "-select-consume", { 1, 1, 1 }, { SEL_CONSUME, ch, 0, 7, PRODUCE, ch, 5, SLEEP, 1, TOKEN, 0 })
+  seed(k .. "-select-abort", { 0, 0, 0 }, { SEL_PRODUCE, ch, other, 7, 2, PRODUCE, ch, 7, YIELD, ABORT, 0, SEL_CONSUME, ch, 1, 5 })
+end
+seed("select-cancel", { 0, 0, 0 }, { TOKEN, 0, SEL_CONSUME, 0, 0, 1, 7, YIELD, CANCEL, 0, SEL_PRODUCE, 0, 1, 3, 0 })
 
 print(("fuzz/make_corpus.lua: %d inputs in %s"):format(n, dir))

@@ -8,7 +8,10 @@
 -- consumer task on one of three channels (local, bytes, mpsc), a task that
 -- holds a byte-channel claim across a wait, a task waiting on a cancel
 -- token; abort, join (under a timeout) and drop tasks; sleep, yield,
--- nexus.timeout around a receive; try_send/try_recv; close a sender or a
+-- nexus.timeout around a receive; try_send/try_recv; a producer that
+-- sends each value through nexus.select over two channels' send ops and a
+-- sleep op (a losing send must send nothing), a consumer receiving
+-- through a select of a recv op, a sleep op and a token; close a sender or a
 -- receiver; leave a sender or a receiver to the collector instead of
 -- closing it; cancel a token; collectgarbage; close the runtime early.
 --
@@ -51,7 +54,8 @@ local INJECT = os.getenv("NEXUS_FUZZ_INJECT")
 local TRACE = os.getenv("NEXUS_FUZZ_TRACE") == "1"
 local OP_NAMES = { "produce", "consume", "consume_timed", "abort", "join", "sleep",
   "yield", "try_send", "try_recv", "close_tx", "close_rx", "claim", "token",
-  "cancel", "collect", "close_early", "drop_rx", "produce_dropping", "guard" }
+  "cancel", "collect", "close_early", "drop_rx", "produce_dropping", "guard",
+  "select_produce", "select_consume" }
 
 local function violation(fmt, ...)
   error("fuzz invariant: " .. fmt:format(...), 0)
@@ -83,6 +87,10 @@ local kinds = {
     try_send = function(tx, v) return tx:try_send(v) end,
     recv = function(rx) return rx:recv() end,
     try_recv = function(rx) return rx:try_recv() end,
+    send_op = function(tx, v) return tx:send_op(v) end,
+    set = function(op, v) return op:set(v) end,
+    recv_op = function(rx) return rx:recv_op() end,
+    value = function(v, err) return v, err end,
   },
   bytes = {
     new = function(cap) return nexus.channel.bytes(cap * 8) end,
@@ -90,6 +98,10 @@ local kinds = {
     try_send = function(tx, v) return tx:try_send(tostring(v)) end,
     recv = function(rx) return bytes_value(rx:recv()) end,
     try_recv = function(rx) return bytes_value(rx:try_recv()) end,
+    send_op = function(tx, v) return tx:send_op(tostring(v)) end,
+    set = function(op, v) return op:set(tostring(v)) end,
+    recv_op = function(rx) return rx:recv_op() end,
+    value = bytes_value,
   },
   mpsc = {
     new = function(cap) return nexus.channel.mpsc(cap) end,
@@ -97,6 +109,10 @@ local kinds = {
     try_send = function(tx, v) return tx:try_send(v) end,
     recv = function(rx) return rx:recv() end,
     try_recv = function(rx) return rx:try_recv() end,
+    send_op = function(tx, v) return tx:send_op(v) end,
+    set = function(op, v) return op:set(v) end,
+    recv_op = function(rx) return rx:recv_op() end,
+    value = function(v, err) return v, err end,
   },
 }
 local KIND_NAMES = { "chan", "bytes", "mpsc" }
@@ -237,6 +253,47 @@ local function run1(input, st)
       end
     end
     tx:close()
+  end
+
+  -- Each value goes to channel a or b, whichever send op wins (a first
+  -- when both can); a select that times out sends nothing.
+  local function select_producer(a, txa, b, txb, pid, n, wait)
+    local ka, kb = a.k, b.k
+    local opa, opb = ka.send_op(txa, pid * 10000 + 1), kb.send_op(txb, pid * 10000 + 1)
+    local sl = nexus.sleep_op(wait * 0.001)
+    for i = 1, n do
+      local v = pid * 10000 + i
+      ka.set(opa, v)
+      kb.set(opb, v)
+      local k, ok, err = nexus.select(opa, opb, sl)
+      if k == 1 or k == 2 then
+        local ch = k == 1 and a or b
+        if ok then
+          record_sent(ch, v)
+        elseif err ~= "closed" then
+          violation("%s: send_op gave %s", ch.name, tostring(err))
+        else
+          break
+        end
+      end
+    end
+    txa:close()
+    txb:close()
+  end
+
+  local function select_consumer(ch, rx, n, tok)
+    local k = ch.k
+    local rop, sl, cop = k.recv_op(rx), nexus.sleep_op(0.001), tok:cancelled_op()
+    for _ = 1, n do
+      local i, a, b = nexus.select(rop, sl, cop)
+      if i == 3 then return end
+      if i == 1 then
+        local v, err = k.value(a, b)
+        if v ~= nil then record_got(ch, v) end
+        if v == nil and err ~= "closed" then violation("%s: recv_op gave %s", ch.name, tostring(err)) end
+        if err == "closed" then return end
+      end
+    end
   end
 
   local function token_waiter(tok)
@@ -386,6 +443,27 @@ local function run1(input, st)
       g.h = spawn("guard", guard_holder, g, b % 2 == 1, math.floor(b / 2) % 3)
       guards[#guards + 1] = g
       spawn("token", token_waiter, g.tok)
+    end,
+    -- 19: a producer of 1-8 values, each through a select of two send ops
+    -- (two channels, or twice the same) and a 0-2 ms sleep op
+    function()
+      local a, b = pick(chans), pick(chans)
+      if a.tx_closed or b.tx_closed then return end
+      next_pid = next_pid + 1
+      spawn("producer", select_producer, a, a.tx:clone(), b, b.tx:clone(), next_pid,
+        byte() % 8 + 1, byte() % 3)
+    end,
+    -- 20: a consumer of 1-8 selects of its recv op, a 1 ms sleep op and a
+    -- token's cancelled op (a new token, or one of the others)
+    function()
+      local ch = pick(chans)
+      if consumer_busy(ch) or not ch.rx then return end
+      local tok = pick(tokens)
+      if not tok or byte() % 2 == 0 then
+        tok = nexus.cancel_token()
+        tokens[#tokens + 1] = tok
+      end
+      ch.consumer = spawn("consumer", select_consumer, ch, ch.rx, byte() % 8 + 1, tok)
     end,
   }
 
