@@ -269,6 +269,32 @@ describe("nexus.select", function()
     assert.are.equal(500 * 501 / 2, r)
   end)
 
+  it("ops made and dropped by the thousand are collected and reused safely", function()
+    local r = nexus.run(function()
+      local tx, rx = nexus.channel(1)
+      local keep_idle, idle = nexus.channel(1)   -- the sender kept: collected, it would close the channel
+      local s = 0
+      for i = 1, 5000 do
+        -- new ops each time: the last select's losers were registered
+        -- on idle's channel, and go stale when their op is collected
+        tx:send(i)
+        local _, v = nexus.select(idle:recv_op(), rx:recv_op(), nexus.sleep_op(1))
+        s = s + v
+        if i % 500 == 0 then collectgarbage() end
+      end
+      -- a select parked on ops that are then dropped by an abort
+      local h = nexus.spawn(function() nexus.select(idle:recv_op(), nexus.sleep_op(10)) end)
+      nexus.yield()
+      h:abort()
+      collectgarbage()
+      collectgarbage()
+      keep_idle:send("after")
+      return { s = s, after = idle:recv() }
+    end)
+    assert.are.equal(5000 * 5001 / 2, r.s)
+    assert.are.equal("after", r.after)
+  end)
+
   describe("bad input", function()
     it("raises on no ops, on a non-op, and on an op passed twice", function()
       run(function()
