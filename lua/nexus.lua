@@ -42,6 +42,7 @@ local M = {
   sleep_op = sel.sleep_op,
   deadline_op = sel.deadline_op,
   group = group.group,
+  luv = { await = require("nexus.bridge").await },   -- require "nexus.luv" for luv itself
   tasks = introspect.tasks,
   dump = introspect.dump,
   scope = group.scope,

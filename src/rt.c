@@ -5,6 +5,7 @@
 #include "select.h"
 #include "group.h"
 #include "introspect.h"
+#include "luvbind.h"
 
 #include <assert.h>
 #include <math.h>
@@ -894,6 +895,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
   for (;;) {
     if (rt->kills) nx_group_kill(rt, L);
     if (rt->dump_asked) nx_dump_now(rt, L);
+    if (rt->ext_error) nx_luv_raise(rt, L);
     nx_run_batch(rt, L);
     if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();

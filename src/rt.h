@@ -131,6 +131,7 @@ struct nx_rt {
   uint32_t coop_left;           /* of the running task's resume */
   uint8_t coop_pending;         /* an operation asked the task to yield once */
   uint8_t dump_asked;           /* SIGQUIT: print the dump at the next safe point */
+  uint8_t ext_error;            /* a luv callback failed: raise it (luvbind.c) */
   double slow_resume;           /* report resumes longer than this (0: off) */
   uint8_t report_errors, closed, driving, busy;
   double event_time;
