@@ -535,13 +535,19 @@ local accept_opts = { read_timeout = true, write_timeout = true }
 
 -- listener | nil, err. host: an IP address, "*" (0.0.0.0) or "localhost";
 -- port 0 picks a free port (see ln:local_addr()).
+-- Under `nexus --workers N` every worker listens on the same port:
+-- SO_REUSEPORT is then the default, so the kernel spreads connections.
+local IN_WORKERS = os.getenv("NEXUS_WORKER_COUNT") ~= nil
+
 function M.listen(host, port, opts)
   local fname = "nexus.tcp.listen"
   check_host(fname, host)
   port = check_port(fname, port, 0)
   opts = check_opts(fname, opts, listen_opts)
   if api_in_task() == 0 then no_task(fname, -1) end
-  local ln, err = c_listen(host, port, opts.backlog, opts.reuseport, opts.nodelay ~= false,
+  local reuse = opts.reuseport
+  if reuse == nil then reuse = IN_WORKERS end
+  local ln, err = c_listen(host, port, opts.backlog, reuse, opts.nodelay ~= false,
                            opts.read_high_water, opts.write_high_water)
   local r, w = opts.read_timeout, opts.write_timeout
   if ln and (r or w) then listener_tmo[ln] = { r, w } end
