@@ -48,6 +48,13 @@ local M = {
   scope = group.scope,
 }
 
+-- nexus --workers N: this process's worker number (0..N-1, nil without
+-- --workers) and N (1 without --workers).
+local worker_id = tonumber(os.getenv("NEXUS_WORKER_ID") or "")
+local worker_count = tonumber(os.getenv("NEXUS_WORKER_COUNT") or "") or 1
+function M.worker_id() return worker_id end
+function M.worker_count() return worker_count end
+
 for k, v in pairs(time) do M[k] = v end
 -- semaphore, oneshot, watch, broadcast, event
 for k, v in pairs(require "nexus.sync") do M[k] = v end

@@ -7,12 +7,14 @@
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
 
 #include "nexus.h"
+#include "master.h"
 
 typedef struct nx_embedded_mod {
   const char *name;
@@ -44,7 +46,48 @@ static int nx_traceback(lua_State *L) {
   return 1;
 }
 
+/* `--workers N` (or `--workers=N`) before the script: runs the master,
+ * whose workers come back here and go on without that option. */
+static int nx_workers_option(int *argc, char **argv) {
+  for (int i = 1; i < *argc; i++) {
+    const char *a = argv[i];
+    if (a[0] != '-' || !strcmp(a, "-") || !strcmp(a, "--")) return 0;   /* the script: options end */
+    if (!strcmp(a, "-e")) {
+      i++;
+      continue;
+    }
+    const char *v = NULL;
+    int take = 1;
+    if (!strcmp(a, "--workers")) {
+      if (i + 1 >= *argc) {
+        fputs("nexus: '--workers' needs a number\n", stderr);
+        return 1;
+      }
+      v = argv[i + 1];
+      take = 2;
+    } else if (!strncmp(a, "--workers=", 10)) {
+      v = a + 10;
+    } else {
+      continue;
+    }
+    char *end;
+    long n = strtol(v, &end, 10);
+    if (*v == '\0' || *end != '\0' || n < 1 || n > 1024) {
+      fprintf(stderr, "nexus: --workers: expected a number of workers in 1..1024, got '%s'\n", v);
+      return 1;
+    }
+    for (int k = i; k + take <= *argc; k++) argv[k] = argv[k + take];   /* keeps argv[argc] NULL */
+    *argc -= take;
+    int rc = nx_master_run((int)n);
+    return rc < 0 ? -1 : (rc == 0 ? 0 : rc) | 0x100;
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
+  int w = nx_workers_option(&argc, argv);   /* -1: a worker, 0: no option */
+  if (w == 1) return 1;                     /* a bad option */
+  if (w > 0) return w & 0xff;               /* the master is done */
   lua_State *L = luaL_newstate();
   if (!L) {
     fputs("nexus: cannot create a Lua state\n", stderr);

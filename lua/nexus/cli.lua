@@ -10,6 +10,8 @@ local usage = [=[
 usage: nexus [options] [script [args...]]
   -e chunk   run the string 'chunk' (before the script, if one is given)
   -          run the script read from standard input
+  --workers N  run N worker processes of the script (a master restarts,
+             signals and waits for them; see docs/workers.md)
   -v         print version information and exit
   -h         print this help and exit
   --         stop handling options
