@@ -44,15 +44,19 @@ local function with_master(nworkers, body, env)
   local port = free_port()
   local script = H.tmpfile(SERVER)
   local log, err = os.tmpname(), os.tmpname()
+  -- The shell and its tools (ps hangs under an ASan LD_PRELOAD) run
+  -- without the sanitizer build's preload; the nexus command keeps it.
+  local preload = os.getenv("LD_PRELOAD")
   local cmd = ([[
-    %s %s --workers %d %s %d >%s 2>%s &
+    %s %s %s --workers %d %s %d >%s 2>%s &
     PID=$!; PORT=%d; LOG=%s; ERR=%s
     ready() { for i in $(seq 1 200); do [ "$(grep -c '^ready' $LOG)" -ge "$1" ] && return 0; sleep 0.05; done; return 1; }
     ask() { exec 3<>/dev/tcp/127.0.0.1/$PORT && read -r line <&3 && echo "$line"; exec 3<&-; }
     kids() { ps -o pid= --ppid $PID | tr -d ' '; }
     %s
-  ]]):format(env or "", H.q(H.nexus_bin()), nworkers, H.q(script), port, log, err, port, log, err, body)
-  local r = H.sh("bash -c " .. H.q(cmd))
+  ]]):format(preload and ("LD_PRELOAD=" .. H.q(preload)) or "", env or "", H.q(H.nexus_bin()),
+    nworkers, H.q(script), port, log, err, port, log, err, body)
+  local r = H.sh("env -u LD_PRELOAD bash -c " .. H.q(cmd))
   local f = io.open(log); r.log = f and f:read("*a") or ""; if f then f:close() end
   f = io.open(err); r.master_err = f and f:read("*a") or ""; if f then f:close() end
   os.remove(log); os.remove(err)
