@@ -48,6 +48,8 @@ local workloads = {
       ["cqueues"] = "cqueues (wrap + cqueues.sleep)",
       ["nexus"] = "nexus (luajit + require)",
       ["nexus-cmd"] = "nexus (nexus command)",
+      ["nexus-closure"] = "nexus, a closure per task, handles kept and joined (issue 17's shape)",
+      ["lua-floor"] = "floor: N closures + coroutines run to a yield and on, no timers (info)",
     },
   },
   parked = {
@@ -298,7 +300,7 @@ local function targets(w, d)
     elseif w == "pool" then
       rel(impl, "spawn", "nexus.spawn", 1, true)
     elseif w == "sleepers" then
-      rel(impl, "c-libuv", "the C libuv program (wall)", 1.5)
+      rel(impl, "c-libuv", "the C libuv program (wall)", impl == "nexus-closure" and 2.0 or 1.5)
     elseif w == "chan" or w == "chan_try" then
       local limit = w == "chan" and 60 or 30
       out[#out + 1] = string.format("%s: %.1f %s (target <= %d): %s",
@@ -357,6 +359,7 @@ local function targets(w, d)
   end
   check("nexus")
   check("nexus-cmd")
+  if w == "sleepers" then check("nexus-closure") end
   return out
 end
 

@@ -247,6 +247,8 @@ impls_sleepers=(
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/sleepers_cqueues.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/sleepers_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/sleepers_nexus.lua"
+  "nexus-closure|nexus_why|$LUAJIT $ROOT/bench/sleepers_nexus_closure.lua"
+  "lua-floor||$LUAJIT $ROOT/bench/sleepers_floor.lua"
 )
 impls_parked=(
   "coro||$LUAJIT $ROOT/bench/parked_coro.lua"
