@@ -66,6 +66,7 @@ local workloads = {
       ["cqueues"] = "cqueues (cqueues.sleep(3600))",
       ["nexus"] = "nexus (nexus.sleep(3600), luajit)",
       ["nexus-cmd"] = "nexus (nexus.sleep(3600), command)",
+      ["nexus-token"] = "nexus, each task in a cancel token's cancelled() (issue 17)",
     },
   },
   bytes = {

@@ -257,6 +257,7 @@ impls_parked=(
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/parked_cqueues.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/parked_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/parked_nexus.lua"
+  "nexus-token|nexus_why|env BENCH_PARKED_ON=token $LUAJIT $ROOT/bench/parked_nexus.lua"
 )
 impls_chan=(
   "lua-chan||$LUAJIT $ROOT/bench/chan_pingpong_lua.lua"
