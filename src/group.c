@@ -146,7 +146,7 @@ static int l_group_new(lua_State *L) {
 /* t (its handle at hidx) joins g; members table at midx. */
 void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx) {
   nx_rt *rt = nx_cur_rt;
-  if (t->joiner) luaL_error(L, "group:spawn: task %d has a joiner already", (int)t->id);
+  if (t->joiner) luaL_error(L, "group:spawn: task %s has a joiner already", NX_ID(t->id));
   if (g->rt && g->live && (g->rt != rt || g->rt_serial != rt->serial))
     luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
   g->rt = rt;

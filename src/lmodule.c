@@ -470,7 +470,7 @@ static int l_h_tostring(lua_State *L) {
   } else {
     st = nx_state_names[nx_handle_task(h, NULL)->state];
   }
-  lua_pushfstring(L, "nexus.task(%d, %s)", (int)h->id, st);
+  lua_pushfstring(L, "nexus.task(%s, %s)", NX_ID(h->id), st);
   return 1;
 }
 
@@ -490,9 +490,9 @@ static int nx_join_wait(lua_State *L, nx_rt *rt, nx_task *t, const char *fname) 
   }
   if (t == rt->cur) return nx_error(L, "%s: a task cannot join itself", fname);
   if (t->joiner && t->joiner->kind == NX_KIND_GROUP)
-    return nx_error(L, "%s: task %d belongs to a group: its group's next() or wait() gives its outcome",
-                    fname, (int)t->id);
-  if (t->joiner) return nx_error(L, "%s: task %d is already being joined by another task", fname, (int)t->id);
+    return nx_error(L, "%s: task %s belongs to a group: its group's next() or wait() gives its outcome",
+                    fname, NX_ID(t->id));
+  if (t->joiner) return nx_error(L, "%s: task %s is already being joined by another task", fname, NX_ID(t->id));
   if (nx_wait_join(rt, t) != NX_OK) return nx_error(L, "%s: cannot wait here", fname);
   lua_pushlightuserdata(L, (void *)&nx_api_table);
   return 1;
@@ -527,16 +527,16 @@ static int nx_join_wait(lua_State *L, nx_rt *rt, nx_task *t, const char *fname);
 static int nx_join_at(lua_State *L, int hidx, int pcall_style) {
   const char *fname = pcall_style ? "handle:result" : "handle:join";
   nx_handle *h = nx_check_handle(L, hidx, fname);
-  if (h->taken == NX_H_JOINED) return nx_error(L, "%s: task %d was already joined", fname, (int)h->id);
+  if (h->taken == NX_H_JOINED) return nx_error(L, "%s: task %s was already joined", fname, NX_ID(h->id));
   nx_rt *rt = nx_rt_of(h->rt_serial);
-  if (!rt) return nx_error(L, "%s: the runtime of task %d is gone", fname, (int)h->id);
+  if (!rt) return nx_error(L, "%s: the runtime of task %s is gone", fname, NX_ID(h->id));
   nx_task *t = nx_task_at(rt, h->slot);
   if (t->flags & NX_F_POOLED)
-    return nx_error(L, "%s: task %d is a pooled task (spawn_pooled): its outcome is not kept",
-                    fname, (int)h->id);
+    return nx_error(L, "%s: task %s is a pooled task (spawn_pooled): its outcome is not kept",
+                    fname, NX_ID(h->id));
   /* The sweep keeps the slot of an unjoined task while its handle lives,
    * so this cannot fail; it guards against joining a stranger if it did. */
-  if (t->id != h->id) return nx_error(L, "%s: task %d is gone", fname, (int)h->id);
+  if (t->id != h->id) return nx_error(L, "%s: task %s is gone", fname, NX_ID(h->id));
   if (t->state != NX_DONE) return nx_join_wait(L, rt, t, fname);
   int n;
   if (t->end == NX_END_OK) {
@@ -1052,12 +1052,19 @@ static int l_last_interrupt(lua_State *L) {
 
 static int l_rt_sigquit(lua_State *L);
 
+/* rt:_next_id(n): the id the next task gets (specs: ids past 2^31). */
+static int l_rt_next_id(lua_State *L) {
+  nx_rt *rt = nx_check_open_rt(L, 1, "rt:_next_id");
+  rt->next_id = (uint64_t)luaL_checknumber(L, 2);
+  return 0;
+}
+
 static const luaL_Reg nx_rt_methods[] = {
   {"_block_on", l_rt_block_on}, {"_adopt", l_rt_adopt}, {"_adopted_drive", l_rt_adopted_drive},
   {"_config", l_rt_config}, {"stats", l_rt_stats}, {"close", l_rt_close},
   {"_quiesce", l_rt_quiesce}, {"shutdown_stats", l_rt_sd_stats}, {"_signals", l_rt_signals},
   {"_trigger", l_rt_trigger}, {"_sd_state", l_rt_sd_state}, {"_sd_wait", l_rt_sd_wait},
-  {"_pool", l_rt_pool}, {"_sigquit", l_rt_sigquit},
+  {"_pool", l_rt_pool}, {"_sigquit", l_rt_sigquit}, {"_next_id", l_rt_next_id},
   {NULL, NULL},
 };
 

@@ -760,8 +760,8 @@ static void nx_hand_resumed(nx_rt *rt, lua_State *L, nx_task *t, lua_State *co) 
   lua_settop(co, 0);
   t->state = NX_RUNNING;
   rt->finishing = t;
-  lua_pushfstring(co, "nexus: task %d was resumed outside the runtime (coroutine.resume or "
-                  "coroutine.wrap on a task's coroutine): only nexus may resume a task", (int)t->id);
+  lua_pushfstring(co, "nexus: task %s was resumed outside the runtime (coroutine.resume or "
+                  "coroutine.wrap on a task's coroutine): only nexus may resume a task", NX_ID(t->id));
   nx_task_finish(rt, L, t, NX_FIN_RAW);
 }
 

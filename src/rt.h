@@ -155,6 +155,17 @@ struct nx_rt {
 #define NX_CTL_NAMES   4        /* slot + 1 -> h:name(), valid while ... */
 #define NX_CTL_NAMEIDS 5        /* ... slot + 1 -> the id of the task it names */
 
+/* A task id as text, for messages: lua_pushfstring has no 64-bit
+ * format, and ids pass 2^31 in a long run. NX_ID(id) gives a buffer of
+ * the calling expression's own. */
+static inline const char *nx_idstr(uint64_t id, char *buf) {
+  char *p = buf + 23;
+  *p = '\0';
+  do *--p = (char)('0' + id % 10); while ((id /= 10));
+  return p;
+}
+#define NX_ID(id) nx_idstr((id), (char[24]){0})
+
 /* The record of a slot taken at least once (slot < rt->used). */
 static inline nx_task *nx_task_at(nx_rt *rt, uint32_t slot) {
   return &rt->pages[slot >> NX_PAGE_BITS][slot & (NX_PAGE_SIZE - 1)];
