@@ -34,12 +34,13 @@ describe("channel", function()
         tx:send(1)
         local s2 = nexus.spawn(function() tx:send(2) end)
         nexus.yield()                    -- s2 waits for room
-        tx:close()                       -- the only sender object
         local h = nexus.spawn(function()
           local a = rx:recv()            -- takes 1: s2 is granted the room
           return pack(a, rx:recv())      -- waits for s2's value
         end)
         nexus.yield()                    -- h ran; s2 is queued after us
+        tx:close()                       -- the only sender object (s2 holds a grant:
+                                         -- a waiting send would give up here)
         assert(s2:abort())               -- s2 never used its grant
         return h:join()
       end)

@@ -45,6 +45,21 @@ static void nx_chan_grant_next(nx_chan *ch) {
   }
 }
 
+/* A reserved slot comes back (a granted sender that will not send): to
+ * the next waiting sender; and if it was the last send the sending side
+ * still owed (every sender closed), the waiting receiver wakes to see
+ * "closed". */
+static void nx_chan_give_back(nx_chan *ch) {
+  ch->granted--;
+  if (!ch->rx_closed) nx_chan_grant_next(ch);
+  if (ch->tx_closed && ch->granted == 0 && ch->len == 0 && ch->rx) {
+    nx_task *r = ch->rx;
+    ch->rx = NULL;
+    nx_task_wake(ch->rt, r, NX_WAKE_OK);
+    ch->refs--;           /* the receiver's; the caller's reference outlives it */
+  }
+}
+
 /* A queued sender was aborted or timed out; a granted one (READY) passes
  * its grant on, and if it was the last send the sending side still owed
  * (every sender closed), the waiting receiver wakes to see "closed".
@@ -53,14 +68,7 @@ static void nx_chan_tx_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_chan *ch = t->wobj;
   if (t->state == NX_READY) {
-    ch->granted--;
-    if (!ch->rx_closed) nx_chan_grant_next(ch);
-    if (ch->tx_closed && ch->granted == 0 && ch->len == 0 && ch->rx) {
-      nx_task *r = ch->rx;
-      ch->rx = NULL;
-      nx_task_wake(ch->rt, r, NX_WAKE_OK);
-      ch->refs--;           /* the receiver's; ours, dropped below, outlives it */
-    }
+    nx_chan_give_back(ch);
   } else {
     nx_waitq_cancelled(&ch->sendq);
   }
@@ -102,19 +110,25 @@ static int nx_chan_push(nx_chan *ch) {
 }
 
 /* Returns the ring index to store the value at, or a status. */
-int nx_chan_send(nx_chan *ch, int wait) {
+int nx_chan_send(nx_chan_end *e, int wait) {
+  nx_chan *ch = e->ch;
   nx_rt *rt = nx_cur_rt;
   nx_task *cur = rt ? rt->cur : NULL;
   if (cur && cur->wobj == ch && cur->cancel == nx_chan_tx_cancel) {
     /* The grant of a woken sender: its slot was reserved. */
     cur->wobj = NULL;
     cur->cancel = NULL;
+    if (e->closed) {                    /* its sender was closed meanwhile */
+      nx_chan_give_back(ch);
+      nx_chan_unref(ch);
+      return NX_CH_CLOSED;
+    }
     ch->granted--;
     nx_chan_unref(ch);
     if (ch->rx_closed) return NX_CH_CLOSED;
     return nx_chan_push(ch);
   }
-  if (ch->rx_closed) return NX_CH_CLOSED;
+  if (e->closed || ch->rx_closed) return NX_CH_CLOSED;
   if (ch->len + ch->granted < ch->cap && ch->sendq.live == 0) {
     if (wait && nx_coop_spend(rt)) return NX_CH_WAIT;    /* yields once, then retries */
     return nx_chan_push(ch);
@@ -124,7 +138,7 @@ int nx_chan_send(nx_chan *ch, int wait) {
   nx_task *t = nx_chan_task(ch, &rc);
   if (!t) return rc;
   nx_wait(rt, nx_chan_tx_cancel, ch);     /* first: the entry records its wseq */
-  if (nx_waitq_push(&ch->sendq, t) != 0) {
+  if (nx_waitq_push_arg(&ch->sendq, t, e->id) != 0) {
     t->cancel = NULL;
     nx_task_cancel_wait(rt, t);
     return NX_E_NOMEM;
@@ -161,6 +175,7 @@ static nx_chan_end *nx_chan_end_new(nx_chan *ch) {
   if (!e) return NULL;
   e->ch = ch;
   e->closed = 0;
+  e->id = ++ch->end_ids;
   ch->refs++;
   return e;
 }
@@ -175,10 +190,19 @@ nx_chan_end *nx_chan_rx_new(nx_chan *ch) { return nx_chan_end_new(ch); }
 
 /* One sender object closed (or was collected): the last one closes the
  * sending side, and a waiting receiver wakes to see it. */
+/* A send waiting through a sender that is closed gives up: it wakes and
+ * finds its sender closed (nil, "closed"). */
+static void nx_chan_wake_sender(void *ctx, nx_task *t) {
+  nx_chan *ch = ctx;
+  nx_task_wake(ch->rt, t, NX_WAKE_OK);
+  ch->refs--;               /* its reference; the closing end still holds one */
+}
+
 void nx_chan_tx_close(nx_chan_end *e) {
   if (e->closed) return;
   e->closed = 1;
   nx_chan *ch = e->ch;
+  if (ch->sendq.live) nx_waitq_wake_arg(&ch->sendq, e->id, nx_chan_wake_sender, ch);
   if (--ch->senders > 0) return;
   ch->tx_closed = 1;
   nx_chan_wake_rx(ch);
@@ -223,17 +247,13 @@ static int32_t nx_chan_cpoll_map(int r) {
 
 static int32_t nx_chan_recv_cpoll(void *ch) { return nx_chan_cpoll_map(nx_chan_recv(ch, 1)); }
 
-static int32_t nx_chan_send_cpoll(void *end) {
-  nx_chan_end *e = end;
-  if (e->closed) return NX_CH_CLOSED;
-  return nx_chan_cpoll_map(nx_chan_send(e->ch, 1));
-}
+static int32_t nx_chan_send_cpoll(void *end) { return nx_chan_cpoll_map(nx_chan_send(end, 1)); }
 
 /* ---- the FFI face (lua/nexus/channel.lua declares the same layout) ---- */
 
 typedef struct nx_chan_api {
   nx_chan *(*create)(uint32_t);
-  int (*send)(nx_chan *, int);
+  int (*send)(nx_chan_end *, int);
   int (*recv)(nx_chan *, int);
   nx_chan_end *(*tx_new)(nx_chan *);
   nx_chan_end *(*rx_new)(nx_chan *);

@@ -42,7 +42,8 @@ typedef struct nx_chan {
   nx_task *rx;                 /* the waiting receiver, or NULL */
   nx_rt *rt;                   /* the runtime of its waiters, once any */
   uint64_t rt_serial;
-  nx_waitq sendq;
+  nx_waitq sendq;               /* waiting senders, each with its end's id */
+  uint32_t end_ids;             /* the last end id given */
 } nx_chan;
 
 /* An end: a sender object or the receiver. Its Lua wrapper frees it when
@@ -50,10 +51,11 @@ typedef struct nx_chan {
 typedef struct nx_chan_end {
   nx_chan *ch;
   uint8_t closed;
+  uint32_t id;                  /* tells its waiting sends apart (tx_close) */
 } nx_chan_end;
 
 nx_chan *nx_chan_new(uint32_t cap);          /* no reference yet */
-int nx_chan_send(nx_chan *ch, int wait);
+int nx_chan_send(nx_chan_end *e, int wait);    /* through sender e */
 int nx_chan_recv(nx_chan *ch, int wait);
 nx_chan_end *nx_chan_tx_new(nx_chan *ch);
 nx_chan_end *nx_chan_rx_new(nx_chan *ch);

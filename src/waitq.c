@@ -39,13 +39,25 @@ static int nx_wq_compact(nx_waitq *q) {
   return 0;
 }
 
-int nx_waitq_push(nx_waitq *q, nx_task *t) {
+int nx_waitq_push_arg(nx_waitq *q, nx_task *t, uint32_t arg) {
   if (q->n == q->cap && nx_wq_compact(q) != 0) return -1;
   nx_wqent *e = &q->v[(q->head + q->n++) & (q->cap - 1)];
   e->t = t;
   e->seq = t->wseq;
+  e->arg = arg;
   q->live++;
   return 0;
+}
+
+int nx_waitq_push(nx_waitq *q, nx_task *t) { return nx_waitq_push_arg(q, t, 0); }
+
+void nx_waitq_wake_arg(nx_waitq *q, uint32_t arg, void (*wake)(void *ctx, nx_task *t), void *ctx) {
+  for (uint32_t i = 0; i < q->n && q->live; i++) {
+    nx_wqent *e = &q->v[(q->head + i) & (q->cap - 1)];
+    if (e->arg != arg || !nx_wq_live(e)) continue;
+    wake(ctx, e->t);                /* its wseq moves: the entry is stale now */
+    nx_waitq_cancelled(q);
+  }
 }
 
 nx_task *nx_waitq_pop(nx_waitq *q) {

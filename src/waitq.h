@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 typedef struct nx_task nx_task;
-typedef struct nx_wqent { nx_task *t; uint32_t seq; } nx_wqent;
+typedef struct nx_wqent { nx_task *t; uint32_t seq, arg; } nx_wqent;   /* arg: the component's */
 
 typedef struct nx_waitq {
   nx_wqent *v;
@@ -24,6 +24,12 @@ void nx_waitq_init(nx_waitq *q);
 void nx_waitq_free(nx_waitq *q);
 /* Appends t, after nx_wait started its wait. 0, or -1 (ENOMEM). */
 int nx_waitq_push(nx_waitq *q, nx_task *t);
+/* The same with arg recorded (which end of a channel it waits through). */
+int nx_waitq_push_arg(nx_waitq *q, nx_task *t, uint32_t arg);
+/* Calls wake(ctx, t) for every task still waiting with this arg, in
+ * order; the others keep their places. wake must end t's wait (its
+ * entry goes stale): the queue counts it gone. */
+void nx_waitq_wake_arg(nx_waitq *q, uint32_t arg, void (*wake)(void *ctx, nx_task *t), void *ctx);
 /* Removes and returns the first task still waiting, or NULL. */
 nx_task *nx_waitq_pop(nx_waitq *q);
 /* Call from the wait's cancel callback: t's entry went stale. */

@@ -13,10 +13,10 @@ typedef struct nx_chan {
   uint32_t cap, len, head, senders;
   uint8_t rx_closed, tx_closed;
 } nx_chan;
-typedef struct nx_chan_end { nx_chan *ch; uint8_t closed; } nx_chan_end;
+typedef struct nx_chan_end { nx_chan *ch; uint8_t closed; uint32_t id; } nx_chan_end;
 typedef struct nx_chan_api {
   nx_chan *(*create)(uint32_t);
-  int (*send)(nx_chan *, int);
+  int (*send)(nx_chan_end *, int);
   int (*recv)(nx_chan *, int);
   nx_chan_end *(*tx_new)(nx_chan *);
   nx_chan_end *(*rx_new)(nx_chan *);
@@ -95,9 +95,8 @@ end
 -- (suspends while full) true | nil, "closed"
 function Tx:send(v)
   if v == nil then argerror("tx:send", "cannot send nil") end
-  if self.e.closed ~= 0 then return nil, "closed" end
-  local ch = self.ch
-  local i = c_send(ch, 1)
+  local e = self.e
+  local i = c_send(e, 1)
   while i < 0 do
     if i == WAIT then
       suspend("tx:send")
@@ -106,7 +105,7 @@ function Tx:send(v)
     else
       fail("tx:send", i)
     end
-    i = c_send(ch, 1)
+    i = c_send(e, 1)               -- closed meanwhile (by another task): CLOSED
   end
   self.buf[i + 1] = v
   return true
@@ -115,8 +114,7 @@ end
 -- true | nil, "full" | nil, "closed"
 function Tx:try_send(v)
   if v == nil then argerror("tx:try_send", "cannot send nil") end
-  if self.e.closed ~= 0 then return nil, "closed" end
-  local i = c_send(self.ch, 0)
+  local i = c_send(self.e, 0)
   if i >= 0 then
     self.buf[i + 1] = v
     return true
