@@ -43,6 +43,7 @@ local M = {
   deadline_op = sel.deadline_op,
   group = group.group,
   luv = { await = require("nexus.bridge").await },   -- require "nexus.luv" for luv itself
+  http = require "nexus.http",
   tasks = introspect.tasks,
   dump = introspect.dump,
   scope = group.scope,

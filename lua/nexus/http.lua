@@ -1,0 +1,116 @@
+-- nexus.http: an HTTP client on libcurl's multi interface, driven by the
+-- runtime's loop (src/http.c). One multi handle per runtime: connections
+-- and TLS sessions are reused between requests. See docs/http.md.
+local core = require "nexus.core"
+local util = require "nexus.util"
+
+local c_start, c_wait, c_result = core.http_start, core.http_wait, core.http_result
+local type, pairs, tostring, error, lower = type, pairs, tostring, error, string.lower
+local suspend, argerror, check_secs = util.suspend, util.argerror, util.check_secs
+
+local M = {}
+
+local FN = "nexus.http.request"
+local KEYS = { method = true, url = true, headers = true, body = true, timeout = true,
+  connect_timeout = true, tls = true, version = true, follow_redirects = true, stream = true }
+
+local function bad(what) argerror(FN, what, 3) end
+
+local function check(opts)
+  if type(opts) ~= "table" then bad("expected an options table, got " .. type(opts)) end
+  for k in pairs(opts) do
+    if not KEYS[k] then bad("unknown option '" .. tostring(k) .. "'") end
+  end
+  local url = opts.url
+  if type(url) ~= "string" then bad("url must be a string, got " .. type(url)) end
+  if not url:match("^[hH][tT][tT][pP][sS]?://[^/%s]") then bad("url must be http:// or https://, got '" .. url .. "'") end
+  if url:find("[%z\r\n]") then bad("url holds a control character") end
+  local m = opts.method
+  if m ~= nil and (type(m) ~= "string" or not m:match("^[A-Z]+$")) then
+    bad("method must be an upper-case word such as \"GET\", got " .. tostring(m))
+  end
+  if opts.body ~= nil and type(opts.body) ~= "string" then bad("body must be a string, got " .. type(opts.body)) end
+  local h = opts.headers
+  if h ~= nil then
+    if type(h) ~= "table" then bad("headers must be a table, got " .. type(h)) end
+    for k, v in pairs(h) do
+      if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then bad("bad header name " .. tostring(k)) end
+      if type(v) ~= "string" and type(v) ~= "number" then bad("header " .. k .. " must be a string, got " .. type(v)) end
+      if tostring(v):find("[%z\r\n]") then bad("header " .. k .. " holds a control character") end
+    end
+  end
+  if opts.timeout ~= nil then check_secs(FN, opts.timeout, "timeout") end
+  if opts.connect_timeout ~= nil then check_secs(FN, opts.connect_timeout, "connect_timeout") end
+  local v = opts.version
+  if v ~= nil and v ~= "1.1" and v ~= "2" then bad("version must be \"1.1\" or \"2\", got " .. tostring(v)) end
+  if opts.follow_redirects ~= nil and type(opts.follow_redirects) ~= "boolean" then
+    bad("follow_redirects must be a boolean, got " .. type(opts.follow_redirects))
+  end
+  if opts.stream then bad("stream = true is not supported yet (the response comes whole)") end
+  local tls = opts.tls
+  if tls ~= nil then
+    if type(tls) ~= "table" then bad("tls must be a table, got " .. type(tls)) end
+    for k, x in pairs(tls) do
+      if k == "verify" then
+        if type(x) ~= "boolean" then bad("tls.verify must be a boolean, got " .. type(x)) end
+      elseif k == "ca_file" then
+        if type(x) ~= "string" then bad("tls.ca_file must be a string, got " .. type(x)) end
+      else
+        bad("unknown tls option '" .. tostring(k) .. "'")
+      end
+    end
+  end
+end
+
+-- The last response's header block (after redirects and 100 Continue):
+-- lower-case names; a repeated header's values joined with ", ".
+local function parse_headers(block)
+  local last = 1
+  local at = 1
+  while true do
+    local s = block:find("HTTP/", at, true)
+    if not s then break end
+    if s == 1 or block:sub(s - 2, s - 1) == "\r\n" then last = s end
+    at = s + 1
+  end
+  local hs = {}
+  for line in block:sub(last):gmatch("[^\r\n]+") do
+    local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
+    if k then
+      k = lower(k)
+      hs[k] = hs[k] and (hs[k] .. ", " .. v) or v
+    end
+  end
+  return hs
+end
+
+-- (suspends) { status, headers, body, version } | nil, err
+function M.request(opts)
+  check(opts)
+  local req = c_start(opts)
+  while not c_wait(req) do suspend(FN) end
+  local status, version, head, body = c_result(req)
+  if not status then return nil, version end
+  return { status = status, version = version, headers = parse_headers(head), body = body }
+end
+
+local function with(opts, fname)
+  if opts ~= nil and type(opts) ~= "table" then argerror(fname, "options must be a table, got " .. type(opts), 2) end
+  local o = {}
+  for k, v in pairs(opts or {}) do o[k] = v end
+  return o
+end
+
+function M.get(url, opts)
+  local o = with(opts, "nexus.http.get")
+  o.url = url
+  return M.request(o)
+end
+
+function M.post(url, body, opts)
+  local o = with(opts, "nexus.http.post")
+  o.url, o.body, o.method = url, body, o.method or "POST"
+  return M.request(o)
+end
+
+return M
