@@ -152,6 +152,28 @@ describe("nexus.http.request", function()
     assert.are.same({ ok = 100, big = 2 * 1024 * 1024 }, r)
   end)
 
+  it("streams a response: res:read() in chunks, with backpressure, then nil", function()
+    local r = nexus.run(function()
+      local res = assert(nexus.http.get(base .. "/big", { stream = true }))
+      assert(res.body == nil)
+      local n, chunks = 0, 0
+      nexus.sleep(0.2)                 -- unread: the transfer pauses at 1 MiB
+      while true do
+        local c = res:read()
+        if not c then break end
+        n = n + #c
+        chunks = chunks + 1
+      end
+      local small = assert(nexus.http.get(base .. "/hello", { stream = true }))
+      return { status = res.status, n = n, chunks = chunks, small = small:read(), tail = small:read() }
+    end)
+    assert.are.equal(200, r.status)
+    assert.are.equal(2 * 1024 * 1024, r.n)
+    assert.is_true(r.chunks >= 2)
+    assert.are.equal("hello", r.small)
+    assert.is_nil(r.tail)
+  end)
+
   it("speaks HTTPS: verified against a CA file, refused without it", function()
     local r = nexus.run(function()
       local good = assert(nexus.http.get(sbase .. "/hello", { tls = { ca_file = dir .. "/ca.pem" } }))
@@ -187,7 +209,7 @@ describe("nexus.http.request", function()
         { { url = base, version = "3" }, "version must be \"1.1\" or \"2\"" },
         { { url = base, tls = { verify = "yes" } }, "tls.verify must be a boolean, got string" },
         { { url = base, tls = { cert = "x" } }, "unknown tls option 'cert'" },
-        { { url = base, stream = true }, "stream = true is not supported yet" },
+        { { url = base, stream = "yes" }, "stream must be a boolean, got string" },
       }
       for _, c in ipairs(cases) do
         local ok, err = pcall(nexus.http.request, c[1])

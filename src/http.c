@@ -51,6 +51,7 @@ static struct {
   const char *(*easy_strerror)(CURLcode);
   struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
   void (*slist_free_all)(struct curl_slist *);
+  CURLcode (*easy_pause)(CURL *, int);
 } nx_curl;
 #undef curl_easy_setopt            /* curl.h's own pass-through macros */
 #undef curl_easy_getinfo
@@ -71,6 +72,7 @@ static struct {
 #define curl_easy_strerror nx_curl.easy_strerror
 #define curl_slist_append nx_curl.slist_append
 #define curl_slist_free_all nx_curl.slist_free_all
+#define curl_easy_pause nx_curl.easy_pause
 
 /* NULL, or why libcurl cannot be used. */
 static const char *nx_curl_load(void) {
@@ -106,6 +108,7 @@ static const char *nx_curl_load(void) {
   NX_SYM(easy_strerror, "curl_easy_strerror")
   NX_SYM(slist_append, "curl_slist_append")
   NX_SYM(slist_free_all, "curl_slist_free_all")
+  NX_SYM(easy_pause, "curl_easy_pause")
 #undef NX_SYM
   curl_global_init(CURL_GLOBAL_DEFAULT);
   state = 1;
@@ -143,6 +146,8 @@ typedef struct nx_hreq {
   nx_task *waiter;
   CURLcode result;
   int done, added;
+  int stream, started, paused;     /* stream = true: read as it comes */
+  size_t rpos;                     /* stream: body bytes before it are read */
   char err[CURL_ERROR_SIZE];
 } nx_hreq;
 
@@ -162,9 +167,28 @@ static int nx_buf_add(nx_buf *b, const char *p, size_t n) {
   return 0;
 }
 
+/* stream = true: more than this unread pauses the transfer (libcurl
+ * holds the data and the socket is not read: backpressure); reading
+ * below the low mark resumes it. */
+#define NX_HTTP_HIGH (1u << 20)
+#define NX_HTTP_LOW (1u << 18)
+
+static void nx_hreq_wake(nx_hreq *r);
+
 static size_t nx_on_body(char *p, size_t size, size_t n, void *ud) {
   nx_hreq *r = ud;
-  return nx_buf_add(&r->body, p, size * n) == 0 ? size * n : 0;
+  size_t len = size * n;
+  if (r->stream) {
+    if (r->body.n - r->rpos > 0 && r->body.n - r->rpos + len > NX_HTTP_HIGH) {
+      r->paused = 1;
+      return CURL_WRITEFUNC_PAUSE;        /* delivered again on resume */
+    }
+    if (r->rpos && r->rpos == r->body.n) r->rpos = r->body.n = 0;   /* all read: reuse */
+    r->started = 1;
+  }
+  if (nx_buf_add(&r->body, p, len) != 0) return 0;
+  if (r->stream) nx_hreq_wake(r);
+  return len;
 }
 
 static size_t nx_on_header(char *p, size_t size, size_t n, void *ud) {
@@ -181,7 +205,7 @@ static void nx_hreq_remove(nx_hreq *r) {
 
 static void nx_hreq_wake(nx_hreq *r) {
   nx_task *t = r->waiter;
-  if (!t) return;
+  if (!t || !r->h) return;
   r->waiter = NULL;
   nx_task_wake(r->h->rt, t, NX_WAKE_OK);
 }
@@ -426,6 +450,7 @@ static int l_http_start(lua_State *L) {
   if (tmo > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(tmo * 1000 + 0.5));
   if (ctmo > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctmo * 1000 + 0.5));
   curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)nx_opt_bool(L, 1, "follow_redirects", 0));
+  r->stream = nx_opt_bool(L, 1, "stream", 0);
   const char *version = nx_opt_str(L, "version");
   if (version && !strcmp(version, "2")) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
   else curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -474,10 +499,14 @@ static void nx_hreq_cancel(nx_rt *rt, nx_task *t) {
   }
 }
 
-/* core.http_wait(req): true when done; else false, the task now waits. */
+/* core.http_wait(req [, what]): true when done (what = "body": when the
+ * body has begun, for stream = true; "data": when a chunk is unread);
+ * else false, and the task now waits. */
 static int l_http_wait(lua_State *L) {
   nx_hreq *r = nx_check_hreq(L, "nexus.http.request");
-  if (r->done) {
+  const char *what = luaL_optstring(L, 2, "done");
+  int ready = r->done || (what[0] == 'b' && r->started) || (what[0] == 'd' && r->body.n > r->rpos);
+  if (ready) {
     lua_pushboolean(L, 1);
     return 1;
   }
@@ -521,8 +550,27 @@ static int l_http_result(lua_State *L) {
   return 4;
 }
 
+/* core.http_read(req): the unread body bytes (stream = true) | nil at
+ * the end | nil, err. Call after http_wait(req, "data") said true. */
+static int l_http_read(lua_State *L) {
+  nx_hreq *r = nx_check_hreq(L, "res:read");
+  if (r->body.n > r->rpos) {
+    lua_pushlstring(L, r->body.p + r->rpos, r->body.n - r->rpos);
+    r->rpos = r->body.n = 0;
+    if (r->paused && r->easy && !r->done) {      /* below the low mark: go on */
+      r->paused = 0;
+      curl_easy_pause(r->easy, CURLPAUSE_CONT);  /* may deliver at once (nx_on_body) */
+    }
+    return 1;
+  }
+  if (r->done && r->result != CURLE_OK) return l_http_result(L);
+  lua_pushnil(L);
+  return 1;
+}
+
 static const luaL_Reg nx_http_funcs[] = {
   {"http_start", l_http_start}, {"http_wait", l_http_wait}, {"http_result", l_http_result},
+  {"http_read", l_http_read},
   {NULL, NULL},
 };
 

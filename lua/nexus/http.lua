@@ -4,7 +4,8 @@
 local core = require "nexus.core"
 local util = require "nexus.util"
 
-local c_start, c_wait, c_result = core.http_start, core.http_wait, core.http_result
+local c_start, c_wait, c_result, c_read = core.http_start, core.http_wait, core.http_result, core.http_read
+local setmetatable, getmetatable = setmetatable, getmetatable
 local type, pairs, tostring, error, lower = type, pairs, tostring, error, string.lower
 local suspend, argerror, check_secs = util.suspend, util.argerror, util.check_secs
 
@@ -46,7 +47,7 @@ local function check(opts)
   if opts.follow_redirects ~= nil and type(opts.follow_redirects) ~= "boolean" then
     bad("follow_redirects must be a boolean, got " .. type(opts.follow_redirects))
   end
-  if opts.stream then bad("stream = true is not supported yet (the response comes whole)") end
+  if opts.stream ~= nil and type(opts.stream) ~= "boolean" then bad("stream must be a boolean, got " .. type(opts.stream)) end
   local tls = opts.tls
   if tls ~= nil then
     if type(tls) ~= "table" then bad("tls must be a table, got " .. type(tls)) end
@@ -84,13 +85,33 @@ local function parse_headers(block)
   return hs
 end
 
--- (suspends) { status, headers, body, version } | nil, err
+-- A streamed response: res:read() gives the body as it comes.
+local Stream = {}
+Stream.__index = Stream
+
+-- (suspends) the next chunk of the body | nil at the end | nil, err.
+-- While more than 1 MiB waits unread, the transfer is paused
+-- (backpressure: the socket is not read).
+function Stream:read()
+  if getmetatable(self) ~= Stream then argerror("res:read", "expected a streamed response") end
+  local req = self.req
+  while not c_wait(req, "data") do suspend("res:read") end
+  return c_read(req)
+end
+
+-- (suspends) { status, headers, body, version } | nil, err; with
+-- stream = true it returns once the body begins, without body, and
+-- res:read() gives it.
 function M.request(opts)
   check(opts)
   local req = c_start(opts)
-  while not c_wait(req) do suspend(FN) end
+  local what = opts.stream and "body" or "done"
+  while not c_wait(req, what) do suspend(FN) end
   local status, version, head, body = c_result(req)
   if not status then return nil, version end
+  if opts.stream then
+    return setmetatable({ status = status, version = version, headers = parse_headers(head), req = req }, Stream)
+  end
   return { status = status, version = version, headers = parse_headers(head), body = body }
 end
 
