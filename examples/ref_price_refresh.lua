@@ -1,34 +1,40 @@
--- ref_price_refresh.lua: seed pattern 6, a bridge for cold-path work.
--- A periodic refresh fetches a reference price from a slow, blocking
--- source (a file read behind a 50 ms blocking wait, standing in for an
--- HTTP GET) on libuv's thread pool with nexus.thread.run, then applies it
--- to the World synchronously inside with_world. A hot-path task keeps
--- ticking on the loop meanwhile: the blocking fetch never stalls it.
+-- ref_price_refresh.lua: seed pattern 6 (a bridge for cold-path work:
+-- refreshing a World resource from a REST endpoint), for real. An
+-- interval GETs a reference price over HTTP or HTTPS with nexus.http
+-- (libcurl on nexus's own loop: the request suspends this task only),
+-- parses it and writes it into the World inside with_world, while a
+-- hot-path task keeps ticking.
 --
---   nexus examples/ref_price_refresh.lua [refreshes]
+--   nexus examples/ref_price_refresh.lua [refreshes] [url [ca_file]]
+--
+-- Without a url the example serves the prices itself, on 127.0.0.1, with
+-- a few lines of nexus.tcp: a slow endpoint (50 ms per answer) that
+-- returns {"px": 100.25}, then 100.50, and so on.
 local nexus = require "nexus"
 
 local refreshes = tonumber((...)) or 3
-local path = os.tmpname()
+local url, ca_file = select(2, ...)
 
--- The "server" side: what the next fetch will read.
-local function publish(px)
-  local f = assert(io.open(path, "w"))
-  f:write(tostring(px))
-  f:close()
-end
-
--- Runs on a pool thread, in a fresh Lua state: no upvalues, only its
--- arguments, and it may block as long as it likes.
-local function fetch(file, delay_ms)
-  local ffi = require "ffi"
-  ffi.cdef "int poll(void *fds, unsigned long n, int timeout);"
-  ffi.C.poll(nil, 0, delay_ms)               -- the slow network
-  local f = io.open(file)
-  if not f then return nil end
-  local body = f:read("*a")
-  f:close()
-  return body
+-- The price service: HTTP/1.1 with keep-alive, one answer per request.
+local function serve(ln)
+  local n = 0
+  while true do
+    local s = ln:accept()
+    if not s then return end
+    nexus.spawn(function()
+      while true do
+        local line = s:read_line()
+        if not line then break end
+        repeat local h = s:read_line() until not h or h == ""
+        nexus.sleep(0.05)                          -- the slow upstream
+        n = n + 1
+        local body = ('{"px": %.2f}'):format(100 + n * 0.25)
+        s:write(("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s")
+          :format(#body, body))
+      end
+      s:close()
+    end)
+  end
 end
 
 local world = nexus.world.builder()
@@ -37,8 +43,14 @@ local world = nexus.world.builder()
 
 local rt = nexus.runtime.builder(world):build()
 rt:block_on(function()
+  local ln
+  if not url then
+    ln = assert(nexus.tcp.listen("127.0.0.1", 0))
+    url = "http://127.0.0.1:" .. ln:local_addr():match(":(%d+)$") .. "/price"
+    nexus.spawn(serve, ln)
+  end
   local hot_ticks = 0
-  local hot = nexus.spawn(function()          -- the hot path
+  local hot = nexus.spawn(function()              -- the hot path
     while true do
       nexus.sleep(0.005)
       hot_ticks = hot_ticks + 1
@@ -46,24 +58,28 @@ rt:block_on(function()
   end)
   local ctx = nexus.world_ctx()
   local tick = nexus.interval(0.1)
+  local opts = { timeout = 2, tls = ca_file and { ca_file = ca_file } or nil }
   for i = 1, refreshes do
     tick:tick()
-    publish(100 + i * 0.25)
     local before = hot_ticks
-    local ok, body = nexus.thread.run(fetch, path, 50)
-    local px = ok and tonumber(body) or 0
-    -- Synchronous: nothing suspends while the World is borrowed.
-    ctx:with_world(function(w)
-      local ref = w:resource("RefPrice")
-      ref.px, ref.updates = px, ref.updates + 1
-    end)
-    print(("refresh %d: RefPrice %.2f (the hot path ticked %d times during the fetch)")
-      :format(i, px, hot_ticks - before))
+    local res, err = nexus.http.get(url, opts)
+    local px = res and res.status == 200 and tonumber(res.body:match('"px"%s*:%s*([%d.]+)'))
+    if not px then
+      print(("refresh %d: failed (%s); RefPrice kept"):format(i, tostring(err or (res and res.status))))
+    else
+      -- Synchronous: nothing suspends while the World is borrowed.
+      ctx:with_world(function(w)
+        local ref = w:resource("RefPrice")
+        ref.px, ref.updates = px, ref.updates + 1
+      end)
+      print(("refresh %d: RefPrice %.2f (the hot path ticked %d times during the fetch)")
+        :format(i, px, hot_ticks - before))
+    end
   end
   hot:abort()
+  if ln then ln:close() end
 end)
 
 local ref = world:resource("RefPrice")
 print(("%d updates, last %.2f"):format(ref.updates, ref.px))
 rt:close()
-os.remove(path)

@@ -69,7 +69,7 @@ describe("examples", function()
     assert.truthy(out:find("query 1: ok 1\nquery 2: ok 2\nquery 3: error query 3 failed\nquery 4: ok 4", 1, true))
   end)
 
-  it("ref_price_refresh.lua fetches off the loop's thread while the hot path ticks on", function()
+  it("ref_price_refresh.lua GETs prices from its own endpoint while the hot path ticks on", function()
     local out, rc, err = run("examples/ref_price_refresh.lua 3")
     assert.are.equal(0, rc, err)
     local prices, ticks = {}, {}
@@ -78,7 +78,7 @@ describe("examples", function()
       ticks[#ticks + 1] = tonumber(n)
     end
     assert.are.same({ "100.25", "100.50", "100.75" }, prices)
-    -- a 50 ms blocking fetch and 5 ms hot ticks: a stalled loop gives 0 or 1
+    -- a 50 ms slow answer and 5 ms hot ticks: a stalled loop gives 0 or 1
     for _, n in ipairs(ticks) do assert.is_true(n >= 3, "hot path stalled:\n" .. out) end
     assert.truthy(out:find("3 updates, last 100.75\n", 1, true), out)
   end)

@@ -10,6 +10,7 @@ local nexus = require "nexus"
 local SERVER = [[
 import http.server, ssl, sys, time
 conns = set()
+prices = [0]
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def log_message(self, *a): pass
@@ -32,6 +33,9 @@ class H(http.server.BaseHTTPRequestHandler):
         if self.path == "/slow": time.sleep(2); return self.reply(200, "slow")
         if self.path == "/big": return self.reply(200, "x" * (2 * 1024 * 1024))
         if self.path == "/echo-header": return self.reply(200, self.headers.get("X-Test", ""))
+        if self.path == "/price":
+            prices[0] += 1
+            return self.reply(200, '{"px": %.2f}' % (100 + prices[0] * 0.25))
         return self.reply(404, "nope")
     do_HEAD = do_GET
     def do_POST(self):
@@ -184,6 +188,15 @@ describe("nexus.http.request", function()
     assert.are.equal("hello", r.good)
     assert.matches("^tls: ", r.bad)
     assert.are.equal("hello", r.unverified)
+  end)
+
+  it("drives examples/ref_price_refresh.lua (seed pattern 6) over HTTPS", function()
+    local root = (debug.getinfo(1, "S").source:match("^@(.*/)") or "./") .. "../"
+    local r = H.run_nexus({ root .. "examples/ref_price_refresh.lua", "3", sbase .. "/price", dir .. "/ca.pem" })
+    assert.are.equal(0, r.rc, r.err)
+    assert.matches("refresh 1: RefPrice 100.25 %(the hot path ticked %d+ times", r.out)
+    assert.matches("refresh 3: RefPrice 100.75", r.out)
+    assert.matches("3 updates, last 100.75\n", r.out)
   end)
 
   it("returns nil, err for a refused connection and an unknown host", function()
