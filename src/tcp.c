@@ -19,6 +19,7 @@
  * wakes it or by its cancel callback (abort, timeout, runtime close).
  */
 #include "net.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -57,6 +58,8 @@ typedef struct nx_stream {
   uint8_t rmode, reading, started, filled, connecting, shut, shutting, lingering;
   uv_connect_t creq;
   uv_shutdown_t sreq;
+  nx_tls *tls;                  /* TLS under this stream (src/tls.c), or NULL */
+  char *cbuf;                   /* TLS: ciphertext from the socket */
 } nx_stream;
 
 typedef struct nx_listener {
@@ -70,10 +73,28 @@ typedef struct nx_listener {
 
 /* ---- life ---- */
 
+static int nx_send_raw(nx_stream *s, const char *p, size_t len);
+static void nx_tls_flush(nx_stream *s);
+
+/* The message of a stream's error code: a TLS failure's reason is kept
+ * with its connection. */
+static const char *nx_serr(const nx_stream *s, int err) {
+  if (err == NX_ETLS) return s->tls ? nx_tls_error(s->tls) : "tls: error";
+  return nx_net_strerror(err);
+}
+
+static int nx_sfail(lua_State *L, const nx_stream *s, int err) {
+  lua_pushnil(L);
+  lua_pushstring(L, nx_serr(s, err));
+  return 2;
+}
+
 static void nx_stream_destroy(nx_nh *nh) {
   nx_stream *s = (nx_stream *)nh;
   free(s->buf);
   if (s->delim != s->dbuf) free(s->delim);
+  nx_tls_free(s->tls);
+  free(s->cbuf);
   free(s);
 }
 
@@ -119,6 +140,12 @@ static void nx_linger_cb(uv_shutdown_t *req, int status) {
  * write side failed (a shutdown request completes after them). */
 static void nx_stream_close(nx_stream *s) {
   if (s->nh.closed) return;
+  /* TLS: close_notify goes out with the queued data (best effort: no
+   * wait for the peer's). */
+  if (s->tls && !s->nh.hclosing && !s->werr && !s->shut && !s->connecting) {
+    nx_tls_close_notify(s->tls);
+    nx_tls_flush(s);
+  }
   s->nh.closed = 1;
   nx_wake(s->nh.rt, &s->reader);
   nx_wake(s->nh.rt, &s->writer);
@@ -164,9 +191,18 @@ static int nx_rbuf_reserve(nx_stream *s, size_t minfree) {
   return 0;
 }
 
+/* TLS: libuv reads ciphertext into the stream's cbuf (a TLS record and
+ * then some), which goes straight into the read BIO. */
+#define NX_CBUF (16384 + 1024)
+
 static void nx_alloc_cb(uv_handle_t *h, size_t hint, uv_buf_t *b) {
   nx_stream *s = (nx_stream *)h;
   (void)hint;
+  if (s->tls) {
+    b->base = s->cbuf;
+    b->len = s->cbuf ? NX_CBUF : 0;
+    return;
+  }
   /* The last read filled all we gave: more is waiting, give twice as
    * much (up to the high-water mark). */
   size_t want = NX_RBUF_MINFREE;
@@ -211,19 +247,33 @@ static size_t nx_satisfies(nx_stream *s) {
 
 static int nx_read_start(nx_stream *s);
 
+static void nx_tls_input(nx_stream *s, const char *p, size_t n);
+
 static void nx_read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
   nx_stream *s = (nx_stream *)h;
-  if (n > 0) {
+  if (n > 0 && s->tls) {
+    nx_tls_input(s, b->base, (size_t)n);
+    if (s->nh.closed) return;
+  } else if (n > 0) {
     s->tail += (size_t)n;
     s->filled = (size_t)n == b->len;
   } else if (n == 0) {
     return;                             /* EAGAIN */
   } else {
+    if (s->tls && !nx_tls_done(s->tls) && !s->rerr) {
+      char what[96];
+      snprintf(what, sizeof what, "connection %s during handshake",
+               n == UV_EOF ? "closed" : nx_net_strerror((int)n));
+      nx_tls_set_error(s->tls, what);
+      s->rerr = NX_ETLS;
+      if (!s->werr) s->werr = NX_ETLS;
+      nx_wake(s->nh.rt, &s->writer);    /* the handshake's waiter */
+    }
     if (!s->rerr) s->rerr = (int)n;
     nx_read_stop(s);
   }
   if (s->reader) {
-    if (n < 0 || nx_satisfies(s)) nx_wake(s->nh.rt, &s->reader);
+    if (n < 0 || s->rerr || nx_satisfies(s)) nx_wake(s->nh.rt, &s->reader);
   } else if (nx_avail(s) >= s->rhigh) {
     nx_read_stop(s);                    /* nobody reads: let the kernel hold it */
   }
@@ -298,7 +348,7 @@ static void nx_check_reader(lua_State *L, nx_stream *s, const char *fname) {
  * buffered is handed over (and consumed) as the partial record. */
 static int nx_read_fail(lua_State *L, nx_stream *s, int err, int partial) {
   lua_pushnil(L);
-  lua_pushstring(L, nx_net_strerror(err));
+  lua_pushstring(L, nx_serr(s, err));
   if (!partial) return 2;
   size_t n = nx_avail(s);
   lua_pushlstring(L, s->buf ? s->buf + s->head : "", n);
@@ -323,7 +373,7 @@ static int l_read(lua_State *L) {
   size_t n = nx_avail(s);
   if (n && nx_read_coop(L, rt)) return 1;
   if (n) return nx_push_consume(L, s, n < max ? n : max, 0);
-  if (s->rerr) return nx_net_fail(L, s->rerr);
+  if (s->rerr) return nx_sfail(L, s, s->rerr);
   s->rmode = NX_RD_ANY;
   return nx_read_wait(L, rt, s, "stream:read");
 }
@@ -426,7 +476,7 @@ static void nx_write_cb(uv_write_t *req, int status) {
 }
 
 /* Writes what the socket takes now, queues the rest; 0 or an error. */
-static int nx_send(nx_stream *s, const char *p, size_t len) {
+static int nx_send_raw(nx_stream *s, const char *p, size_t len) {
   uv_buf_t b = uv_buf_init((char *)p, (unsigned)(len < 0x7fffffff ? len : 0x7fffffff));
   int n = uv_try_write(&s->nh.u.s, &b, 1);
   if (n >= 0) {
@@ -452,9 +502,92 @@ static int nx_send(nx_stream *s, const char *p, size_t len) {
   return 0;
 }
 
+/* ---- TLS glue (src/tls.c does the OpenSSL side) ---- */
+
+/* Sends what OpenSSL wrote into the write BIO. */
+static void nx_tls_flush(nx_stream *s) {
+  size_t n;
+  const char *p = nx_tls_out(s->tls, &n);
+  if (n == 0) return;
+  int rc = s->nh.hclosing ? UV_ECANCELED : nx_send_raw(s, p, n);
+  nx_tls_out_clear(s->tls);
+  if (rc < 0 && !s->werr) s->werr = rc;
+}
+
+/* The connection failed (the reason is in s->tls): reads and writes say
+ * so from now on; every waiter wakes to see it. */
+static void nx_tls_broken(nx_stream *s) {
+  if (!s->rerr) s->rerr = NX_ETLS;
+  if (!s->werr) s->werr = NX_ETLS;
+  nx_read_stop(s);
+  nx_wake(s->nh.rt, &s->reader);
+  nx_wake(s->nh.rt, &s->writer);
+}
+
+/* Ciphertext from the socket: into the read BIO, then the handshake
+ * advances or records are decrypted into the read buffer (all that is
+ * there: the buffer may pass the high-water mark by one read's worth, and
+ * then reading stops as for plain streams). */
+static void nx_tls_input(nx_stream *s, const char *p, size_t n) {
+  nx_tls *t = s->tls;
+  if (s->rerr) return;                  /* broken, or close_notify seen */
+  if (nx_tls_feed(t, p, n) != 0) {
+    nx_tls_broken(s);
+    return;
+  }
+  if (!nx_tls_done(t)) {
+    int rc = nx_tls_handshake(t);
+    nx_tls_flush(s);                    /* the next flight, or an alert */
+    if (rc == NX_TLS_ERR) {
+      nx_tls_broken(s);
+      return;
+    }
+    if (rc != 0) return;                /* more to come */
+    nx_wake(s->nh.rt, &s->writer);      /* the handshake's waiter */
+  }
+  for (;;) {
+    if (nx_rbuf_reserve(s, 16384 + 256) != 0) {
+      nx_tls_set_error(t, "out of memory");
+      nx_tls_broken(s);
+      return;
+    }
+    size_t k = 0;
+    int rc = nx_tls_read(t, s->buf + s->tail, s->cap - s->tail, &k);
+    s->tail += k;
+    if (rc == 0) continue;
+    nx_tls_flush(s);                    /* tickets, key updates, alerts */
+    if (rc == NX_TLS_AGAIN) break;
+    if (rc == NX_TLS_EOF) {             /* close_notify: the end */
+      s->rerr = UV_EOF;
+      nx_read_stop(s);
+      break;
+    }
+    nx_tls_broken(s);
+    return;
+  }
+}
+
+/* Plaintext out: encrypted into the write BIO, which then goes to the
+ * socket (and its queue, so backpressure counts ciphertext). */
+static int nx_send(nx_stream *s, const char *p, size_t len) {
+  if (!s->tls) return nx_send_raw(s, p, len);
+  while (len > 0) {
+    size_t k = len < NX_WCHUNK ? len : NX_WCHUNK;
+    if (nx_tls_write(s->tls, p, k) != 0) {
+      nx_tls_flush(s);
+      return NX_ETLS;
+    }
+    nx_tls_flush(s);
+    if (s->werr) return s->werr;
+    p += k;
+    len -= k;
+  }
+  return 0;
+}
+
 static int nx_write_state(lua_State *L, nx_stream *s) {
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
-  if (s->werr) return nx_net_fail(L, s->werr);
+  if (s->werr) return nx_sfail(L, s, s->werr);
   return 0;
 }
 
@@ -481,11 +614,21 @@ static int l_write(lua_State *L) {
     lua_pushliteral(L, "shut down");
     return 2;
   }
+  if (s->tls && !nx_tls_done(s->tls)) {
+    /* An accepted TLS stream's handshake runs on its first read or write:
+     * wait for it, then the Lua side calls this again ("again"). */
+    if (s->rerr) return nx_sfail(L, s, s->rerr);
+    int k = nx_write_wait(L, rt, s);
+    nx_read_start(s);
+    if (k == 1) lua_pushboolean(L, 0);
+    lua_pushliteral(L, "again");
+    return 3;
+  }
   if (len) {
     int rc = nx_send(s, p, len);
     if (rc < 0) {
-      s->werr = rc;
-      return nx_net_fail(L, rc);
+      if (!s->werr) s->werr = rc;
+      return nx_sfail(L, s, rc);
     }
     if (s->nh.u.s.write_queue_size > s->whigh) return nx_write_wait(L, rt, s);
   }
@@ -547,11 +690,11 @@ static int nx_fast_write(void *ud, const char *p, size_t len) {
   nx_ud *u = ud;
   nx_stream *s = u->p;
   nx_rt *rt = nx_fast_rt(u);
-  if (!rt || s->writer || s->werr || s->shut) return 2;
+  if (!rt || s->writer || s->werr || s->shut || (s->tls && !nx_tls_done(s->tls))) return 2;
   if (len == 0) return 0;
   int rc = nx_send(s, p, len);
   if (rc < 0) {
-    s->werr = rc;                       /* the slow path reports it */
+    if (!s->werr) s->werr = rc;         /* the slow path reports it */
     return 2;
   }
   if (s->nh.u.s.write_queue_size > s->whigh && nx_wait(rt, nx_writer_cancel, s) == NX_OK) {
@@ -662,6 +805,10 @@ static int l_shutdown(lua_State *L) {
   nx_net_rt(L, s->nh.rt, "stream:shutdown");
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
   if (!s->shut) {
+    if (s->tls && !s->werr) {           /* TLS: close_notify, then FIN */
+      nx_tls_close_notify(s->tls);
+      nx_tls_flush(s);
+    }
     s->sreq.data = s;
     int rc = uv_shutdown(&s->sreq, &s->nh.u.s, nx_shutdown_cb);
     if (rc != 0) return nx_net_fail(L, rc);
@@ -924,6 +1071,91 @@ static int l_is_ip(lua_State *L) {
   return 1;
 }
 
+/* ---- TLS entry points (lua/nexus/tcp.lua wraps them) ---- */
+
+/* The handshake abandoned (time-out, abort, a closing runtime): a half
+ * done handshake leaves nothing usable, so the stream goes with it. */
+static void nx_handshake_cancel(nx_rt *rt, nx_task *t) {
+  nx_stream *s = t->wobj;
+  (void)rt;
+  if (s->writer == t) s->writer = NULL;
+  nx_stream_close(s);
+}
+
+/* core.tls_attach(s, ctx, name, fname): true | nil, err. TLS under a
+ * connected plain stream: a client starts its handshake now, a server
+ * waits for the client's hello (on the first read, write or
+ * tls_handshake). Bytes already buffered are the peer's first TLS bytes. */
+static int l_tls_attach(lua_State *L) {
+  const char *fname = luaL_optstring(L, 4, "stream:tls_handshake");
+  nx_stream *s = nx_check_stream(L, fname);
+  nx_tls_ctx *c = nx_tls_check_ctx(L, 2, fname);
+  const char *name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : NULL;
+  nx_stream_rt(L, s, fname);
+  if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
+  if (s->tls) return nx_net_error(L, "%s: the stream is already TLS", fname);
+  if (s->reader || s->writer) return nx_net_error(L, "%s: the stream is in use by another task", fname);
+  if (s->rerr) return nx_sfail(L, s, s->rerr);
+  if (s->werr) return nx_sfail(L, s, s->werr);
+  char err[256];
+  if (!(s->cbuf = malloc(NX_CBUF))) return nx_net_fail(L, UV_ENOMEM);
+  s->tls = nx_tls_new(c, name, err, sizeof err);
+  if (!s->tls) {
+    lua_pushnil(L);
+    lua_pushstring(L, err);
+    return 2;
+  }
+  size_t n = nx_avail(s);
+  if (n) {
+    if (nx_tls_feed(s->tls, s->buf + s->head, n) != 0) return nx_sfail(L, s, NX_ETLS);
+    s->head = s->tail = 0;
+  }
+  if (!nx_tls_ctx_is_server(c)) {
+    if (nx_tls_handshake(s->tls) == NX_TLS_ERR) {
+      nx_tls_flush(s);
+      nx_tls_broken(s);
+      return nx_sfail(L, s, NX_ETLS);
+    }
+    nx_tls_flush(s);                    /* the ClientHello */
+    if (n) nx_tls_input(s, "", 0);      /* ... and what was buffered */
+  } else if (n) {
+    nx_tls_input(s, "", 0);
+  }
+  /* The handshake runs in the background from now on (the read callback
+   * answers each flight); reads and writes wait for its end. */
+  if (!s->rerr) nx_read_start(s);
+  lua_pushboolean(L, 1);
+  return 1;
+}
+
+/* core.tls_wait(s, fname): true | nil, err | false: the handshake's end. */
+static int l_tls_wait(lua_State *L) {
+  const char *fname = luaL_optstring(L, 2, "stream:tls_handshake");
+  nx_stream *s = nx_check_stream(L, fname);
+  nx_rt *rt = nx_stream_rt(L, s, fname);
+  if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
+  if (!s->tls) return nx_net_error(L, "%s: not a TLS stream", fname);
+  if (nx_tls_done(s->tls)) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (s->rerr) return nx_sfail(L, s, s->rerr);
+  if (s->werr) return nx_sfail(L, s, s->werr);
+  if (s->writer) return nx_net_error(L, "%s: another task is already writing", fname);
+  if (nx_wait(rt, nx_handshake_cancel, s) != NX_OK)
+    return nx_net_error(L, "%s: not inside a nexus task", fname);
+  s->writer = rt->cur;
+  nx_read_start(s);
+  return nx_net_wait(L, rt);
+}
+
+/* core.tls_info(s): table | nil (a plain or closed stream) */
+static int l_tls_info(lua_State *L) {
+  nx_stream *s = nx_check_stream(L, "stream:tls_info");
+  if (!s->tls || s->nh.closed) return 0;
+  return nx_tls_push_info(L, s->tls);
+}
+
 /* ---- module ---- */
 
 static const luaL_Reg nx_stream_methods[] = {
@@ -953,6 +1185,7 @@ static const luaL_Reg nx_tcp_funcs[] = {
   {"tcp_write", l_write}, {"tcp_write_wait", l_write_wait}, {"tcp_peek", l_peek},
   {"tcp_connect", l_connect}, {"tcp_connected", l_connected},
   {"tcp_listen", l_listen}, {"tcp_accept", l_accept}, {"net_is_ip", l_is_ip},
+  {"tls_attach", l_tls_attach}, {"tls_wait", l_tls_wait}, {"tls_info", l_tls_info},
   {NULL, NULL},
 };
 
@@ -974,6 +1207,7 @@ void nx_tcp_open(lua_State *L) {
   nx_wait_kind(nx_writer_cancel, "tcp write", nx_write_describe);
   nx_wait_kind(nx_connect_cancel, "tcp connect", NULL);
   nx_wait_kind(nx_acceptor_cancel, "tcp accept", NULL);
+  nx_wait_kind(nx_handshake_cancel, "tls handshake", NULL);
   int m = lua_gettop(L);
   nx_net_newmt(L, NX_STREAM_MT);         /* m+1 */
   nx_net_newmt(L, NX_LISTENER_MT);       /* m+2 */
@@ -993,4 +1227,5 @@ void nx_tcp_open(lua_State *L) {
   lua_setfield(L, m, "tcp_stream_mt");
   lua_pushlightuserdata(L, (void *)&nx_tcp_api_table);
   lua_setfield(L, m, "tcp_api");
+  nx_tls_open(L);
 }

@@ -27,6 +27,7 @@ local c_write, c_write_wait = core.tcp_write, core.tcp_write_wait
 local c_connect, c_connected = core.tcp_connect, core.tcp_connected
 local c_listen, c_accept = core.tcp_listen, core.tcp_accept
 local c_is_ip, c_peek = core.net_is_ip, core.tcp_peek
+local c_tls_ctx_new, c_tls_attach, c_tls_wait, c_tls_info = core.tls_ctx_new, core.tls_attach, core.tls_wait, core.tls_info
 local no_task, check_yieldable, argerror = util.no_task, util.check_yieldable, util.argerror
 local api_in_task, api_now = api.in_task, api.now
 local api_dl_push, api_dl_state, api_dl_pop, api_cancel_wait = api.dl_push, api.dl_state, api.dl_pop, api.cancel_wait
@@ -49,6 +50,7 @@ local MAXREAD = 2 ^ 52
 
 local M = {}
 local S = core.tcp_stream_methods
+local write_after_handshake
 
 -- data | nil, err | nil, err, partial: no trailing nils on success.
 local function framed(a, b, c)
@@ -235,6 +237,35 @@ function S.read_line(s, max)
   return framed(a, b, c)
 end
 
+-- A write to an accepted TLS stream whose handshake has not run yet
+-- (it runs on the first read or write): C registered a wait for the
+-- handshake's end; then the write is tried again, and waits for the queue
+-- as any write. st[1]: the data is not written yet.
+local function write_step(s, data, st)
+  if st[1] then
+    local a, b, again = c_write(s, data)
+    if not again then st[1] = false end
+    return a, b
+  end
+  return c_write_wait(s)
+end
+
+function write_after_handshake(s, data, a, b)
+  local st = { true }
+  local secs = write_tmo[s]
+  if secs then
+    a, b = timed_wait("stream:write", secs, b, write_step, s, data, st)
+    if a == TIMEOUT then return nil, "timeout" end
+  end
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:write") end
+    yield()
+    a, b = write_step(s, data, st)
+  end
+  if a then return a end
+  return nil, b
+end
+
 -- (suspends while more than write_high_water bytes are queued)
 -- true | nil, err
 function S.write(s, data)
@@ -247,7 +278,9 @@ function S.write(s, data)
       a = false
     end
   end
-  if a == nil then a, b = c_write(s, data) end
+  local again
+  if a == nil then a, b, again = c_write(s, data) end
+  if again then return write_after_handshake(s, data, a, b) end
   if a == false then
     local secs = write_tmo[s]
     if secs then
@@ -427,7 +460,7 @@ end
 local kinds = {
   backlog = "count", read_high_water = "count", write_high_water = "count",
   reuseport = "boolean", nodelay = "boolean", timeout = "secs",
-  read_timeout = "timeout", write_timeout = "timeout",
+  read_timeout = "timeout", write_timeout = "timeout", tls = "tls",
 }
 
 -- Checks opts against the allowed keys; returns opts or an empty table.
@@ -437,7 +470,8 @@ local function check_opts(fname, opts, allowed)
   for k, v in pairs(opts) do
     if not allowed[k] then argerror(fname, "unknown option '" .. tostring(k) .. "'", 2) end
     local kind = kinds[k]
-    if kind == "boolean" then
+    if kind == "tls" then                  -- check_tls
+    elseif kind == "boolean" then
       if type(v) ~= "boolean" then argerror(fname, k .. " must be a boolean, got " .. type(v), 2) end
     elseif kind == "timeout" then          -- seconds, or false: none
       if v ~= false and (type(v) ~= "number" or v ~= v) then
@@ -456,6 +490,166 @@ local function check_opts(fname, opts, allowed)
     end
   end
   return opts
+end
+
+---------------------------------------------------------------- TLS
+
+-- The tls options (docs/tls.md). Each side's keys and their kinds.
+local tls_client_keys = {
+  server_name = "name", verify = "boolean", ca_file = "path", ca_path = "path",
+  cert_file = "path", key_file = "path", alpn = "alpn", min_version = "version",
+}
+local tls_server_keys = {
+  cert_file = "path", key_file = "path", alpn = "alpn", verify_client = "boolean",
+  ca_file = "path", ca_path = "path", min_version = "version",
+}
+local tls_handshake_keys = { server = "boolean", timeout = "secs" }
+for k, v in pairs(tls_client_keys) do tls_handshake_keys[k] = v end
+for k, v in pairs(tls_server_keys) do tls_handshake_keys[k] = v end
+
+-- One SSL_CTX per distinct option set, shared by the connections made
+-- with it; weak values: an unused context goes at the next collection.
+local ctx_cache = setmetatable({}, { __mode = "v" })
+
+local function tls_bad(fname, what, level)
+  argerror(fname, "tls." .. what, level + 1)
+end
+
+-- Checks t (the tls option table, or true for a client's defaults);
+-- returns the SSL_CTX handle | nil, "tls: ..." (a file that cannot be
+-- loaded), and the checked server_name.
+local function tls_context(fname, t, server, level)
+  level = (level or 1) + 1
+  if t == true and not server then t = {} end
+  if type(t) ~= "table" then
+    argerror(fname, "tls must be a table" .. (server and "" or " or true") .. ", got " .. type(t), level)
+  end
+  local keys = server == "handshake" and tls_handshake_keys or server and tls_server_keys or tls_client_keys
+  for k, v in pairs(t) do
+    local kind = keys[k]
+    if not kind then
+      tls_bad(fname, "'" .. tostring(k) .. "' is not a" .. (server and " server" or "") .. " tls option", level)
+    end
+    if kind == "boolean" then
+      if type(v) ~= "boolean" then tls_bad(fname, k .. " must be a boolean, got " .. type(v), level) end
+    elseif kind == "path" or kind == "name" then
+      if type(v) ~= "string" then tls_bad(fname, k .. " must be a string, got " .. type(v), level) end
+      if v == "" or v:find("\0", 1, true) then
+        tls_bad(fname, k .. " must be a non-empty string without NUL bytes", level)
+      end
+    elseif kind == "version" then
+      if v ~= "1.2" and v ~= "1.3" then
+        tls_bad(fname, "min_version must be \"1.2\" or \"1.3\", got " .. (type(v) == "string" and
+                ("\"" .. v .. "\"") or type(v)), level)
+      end
+    elseif kind == "secs" then
+      if type(v) ~= "number" or v ~= v or v < 0 then
+        tls_bad(fname, k .. " must be a non-negative number of seconds, got " .. tostring(v), level)
+      end
+    elseif kind == "alpn" then
+      if type(v) ~= "table" then tls_bad(fname, "alpn must be a list of strings, got " .. type(v), level) end
+      local n = 0
+      for _ in pairs(v) do n = n + 1 end
+      if n == 0 or n ~= #v then tls_bad(fname, "alpn must be a non-empty list of strings", level) end
+      for i = 1, n do
+        local p = v[i]
+        if type(p) ~= "string" then tls_bad(fname, "alpn[" .. i .. "] must be a string, got " .. type(p), level) end
+        if #p == 0 or #p > 255 then tls_bad(fname, "alpn[" .. i .. "] must be 1..255 bytes long", level) end
+      end
+    end
+  end
+  local is_server = server == true or (server == "handshake" and t.server == true)
+  if is_server then
+    if not t.cert_file or not t.key_file then
+      tls_bad(fname, "cert_file and key_file are required on the server side", level)
+    end
+    if t.server_name ~= nil or t.verify ~= nil then
+      tls_bad(fname, (t.server_name ~= nil and "server_name" or "verify") .. " is a client option", level)
+    end
+  else
+    if (t.cert_file == nil) ~= (t.key_file == nil) then
+      tls_bad(fname, "cert_file and key_file go together", level)
+    end
+    if t.verify_client ~= nil then tls_bad(fname, "verify_client is a server option", level) end
+  end
+  local verify = t.verify ~= false
+  local alpn = nil
+  if t.alpn then
+    local parts = {}
+    for i = 1, #t.alpn do parts[i] = string.char(#t.alpn[i]) .. t.alpn[i] end
+    alpn = table.concat(parts)
+  end
+  local minv = t.min_version == "1.3" and 13 or 12
+  local key = table.concat({ is_server and "S" or "C", tostring(verify), t.ca_file or "", t.ca_path or "",
+                             t.cert_file or "", t.key_file or "", alpn or "", minv,
+                             tostring(t.verify_client == true) }, "\0")
+  local ctx = ctx_cache[key]
+  if not ctx then
+    local err
+    ctx, err = c_tls_ctx_new(is_server, verify, t.ca_file, t.ca_path, t.cert_file, t.key_file,
+                             alpn, minv, t.verify_client == true)
+    if not ctx then return nil, err end
+    ctx_cache[key] = ctx
+  end
+  return ctx, t.server_name
+end
+
+local tls_streams = setmetatable({}, { __mode = "k" })   -- stream -> true: TLS attached
+
+-- Waits for the handshake of s's TLS connection: true | nil, "tls: ...".
+local function tls_wait(s, fname)
+  local a, b = c_tls_wait(s, fname)
+  while a == false do
+    if b or util.borrowing then check_yieldable(fname) end
+    yield()
+    a, b = c_tls_wait(s, fname)
+  end
+  if a then return true end
+  return nil, b
+end
+
+-- TLS under s (connected, plain) with ctx, then the handshake.
+local function tls_start(s, ctx, name, fname)
+  local ok, err = c_tls_attach(s, ctx, name, fname)
+  if not ok then return nil, err end
+  tls_streams[s] = true
+  return tls_wait(s, fname)
+end
+
+-- (suspends) true | nil, "tls: ..." | nil, "timeout". Upgrades a plain
+-- connected stream (STARTTLS): opts are connect's tls options (the client
+-- side, the default) or, with server = true, listen's; timeout bounds
+-- the handshake (a time-out or an abort closes the stream). On an
+-- accepted TLS stream, with no options: waits for its handshake (which
+-- otherwise runs on its first read or write).
+function S.tls_handshake(s, opts)
+  local fname = "stream:tls_handshake"
+  check_stream(fname, s)
+  if api_in_task() == 0 then no_task(fname, -1) end
+  if tls_streams[s] then
+    if opts ~= nil then argerror(fname, "the stream is already TLS") end
+    return tls_wait(s, fname)
+  end
+  if opts == nil then opts = {} end
+  local ctx, name = tls_context(fname, opts, "handshake")
+  if not ctx then return nil, name end
+  if name == nil and not opts.server then
+    local _, ip = s:peer_addr()
+    name = ip
+  end
+  if opts.timeout then
+    local ok, r, err = timeout(opts.timeout, tls_start, s, ctx, name, fname)
+    if not ok then return nil, r end
+    return r, err
+  end
+  return tls_start(s, ctx, name, fname)
+end
+
+-- { version, cipher, alpn, server_name, peer = { subject, issuer,
+-- not_after, verified } } | nil for a plain stream.
+function S.tls_info(s)
+  check_stream("stream:tls_info", s)
+  return c_tls_info(s)
 end
 
 ---------------------------------------------------------------- connect
@@ -491,7 +685,20 @@ local function connect_any(host, port, nodelay, rh, wh)
 end
 
 local connect_opts = { timeout = true, nodelay = true, read_high_water = true, write_high_water = true,
-                       read_timeout = true, write_timeout = true }
+                       read_timeout = true, write_timeout = true, tls = true }
+
+-- connect_any, then the TLS handshake when ctx.
+local function connect_full(host, port, nodelay, rh, wh, ctx, name)
+  local s, err = connect_any(host, port, nodelay, rh, wh)
+  if not s or not ctx then return s, err end
+  local ok
+  ok, err = tls_start(s, ctx, name, "nexus.tcp.connect")
+  if not ok then
+    s:close()
+    return nil, err
+  end
+  return s
+end
 
 -- The read_timeout/write_timeout options (checked) of a new stream.
 local function opt_timeouts(s, r, w)
@@ -509,16 +716,22 @@ function M.connect(host, port, opts)
   check_host(fname, host)
   port = check_port(fname, port, 1)
   opts = check_opts(fname, opts, connect_opts)
+  local ctx, name
+  if opts.tls ~= nil and opts.tls ~= false then
+    ctx, name = tls_context(fname, opts.tls, false)
+    if not ctx then return nil, name end
+    name = name or host
+  end
   if api_in_task() == 0 then no_task(fname, -1) end
   local nodelay = opts.nodelay ~= false
   local rh, wh = opts.read_high_water, opts.write_high_water
   local s, err
   if opts.timeout then
     local ok
-    ok, s, err = timeout(opts.timeout, connect_any, host, port, nodelay, rh, wh)
+    ok, s, err = timeout(opts.timeout, connect_full, host, port, nodelay, rh, wh, ctx, name)
     if not ok then return nil, s end
   else
-    s, err = connect_any(host, port, nodelay, rh, wh)
+    s, err = connect_full(host, port, nodelay, rh, wh, ctx, name)
   end
   if not s then return nil, err end
   local r, w = opts.read_timeout, opts.write_timeout
@@ -530,7 +743,8 @@ end
 
 local listen_opts = { backlog = true, reuseport = true, nodelay = true,
                       read_high_water = true, write_high_water = true,
-                      read_timeout = true, write_timeout = true }
+                      read_timeout = true, write_timeout = true, tls = true }
+local listener_tls = setmetatable({}, { __mode = "k" })   -- ln -> server SSL_CTX
 local accept_opts = { read_timeout = true, write_timeout = true }
 
 -- listener | nil, err. host: an IP address, "*" (0.0.0.0) or "localhost";
@@ -544,6 +758,12 @@ function M.listen(host, port, opts)
   check_host(fname, host)
   port = check_port(fname, port, 0)
   opts = check_opts(fname, opts, listen_opts)
+  local ctx
+  if opts.tls ~= nil then
+    local err
+    ctx, err = tls_context(fname, opts.tls, true)
+    if not ctx then return nil, err end
+  end
   if api_in_task() == 0 then no_task(fname, -1) end
   local reuse = opts.reuseport
   if reuse == nil then reuse = IN_WORKERS end
@@ -551,12 +771,25 @@ function M.listen(host, port, opts)
                            opts.read_high_water, opts.write_high_water)
   local r, w = opts.read_timeout, opts.write_timeout
   if ln and (r or w) then listener_tmo[ln] = { r, w } end
+  if ln and ctx then listener_tls[ln] = ctx end
   return ln, err
 end
 
 -- The read_timeout/write_timeout of a stream ln accepted: the listener's,
 -- each replaced by opts' (checked).
 local function accepted_timeouts(ln, s, opts)
+  local ctx = listener_tls[ln]
+  if ctx then
+    -- TLS: the handshake runs on the stream's first read or write (or
+    -- s:tls_handshake()), as Go's tls.Listener does, so a client that
+    -- stalls or fails its handshake never holds up accept.
+    local ok, err = c_tls_attach(s, ctx, nil, "listener:accept")
+    if not ok then
+      s:close()
+      return err
+    end
+    tls_streams[s] = true
+  end
   local lt = listener_tmo[ln]
   local r, w
   if lt then r, w = lt[1], lt[2] end
@@ -577,7 +810,10 @@ function L.accept(ln, opts)
     yield()
     a, b = c_accept(ln)
   end
-  if a then accepted_timeouts(ln, a, opts) end
+  if a then
+    local err = accepted_timeouts(ln, a, opts)
+    if err then return nil, err end
+  end
   return a, b
 end
 
@@ -586,7 +822,10 @@ function AcceptOp.poll(op)
   local ok, a, b = pcall(c_accept, op.ln)
   if not ok then return op_fault("listener:accept_op", a) end
   if a == false then return false end
-  if a then accepted_timeouts(op.ln, a, op.opts) end
+  if a then
+    local err = accepted_timeouts(op.ln, a, op.opts)
+    if err then a, b = nil, err end
+  end
   op.a, op.b = a or false, b or false
   return true
 end
