@@ -14,6 +14,12 @@
  * write_high_water bytes are queued. close() sends what was queued before
  * it closes (a shutdown request drains the queue first).
  *
+ * TLS (src/tls.c, docs/tls.md): with s->tls set, libuv reads ciphertext
+ * into s->cbuf, which is fed to OpenSSL; decrypted bytes land in the same
+ * read buffer, and writes are encrypted before the same send/queue path,
+ * so everything above works unchanged. A handshake's waiter waits in
+ * s->writer, as a connecting task does.
+ *
  * One reader and one writer task at a time; each waits in s->reader or
  * s->writer (a connecting task waits in s->writer), unlinked by whoever
  * wakes it or by its cancel callback (abort, timeout, runtime close).
