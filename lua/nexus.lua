@@ -44,6 +44,7 @@ local M = {
   group = group.group,
   luv = { await = require("nexus.bridge").await },   -- require "nexus.luv" for luv itself
   http = require "nexus.http",
+  process = require "nexus.process",
   tasks = introspect.tasks,
   dump = introspect.dump,
   scope = group.scope,

@@ -30,6 +30,7 @@
 #include "introspect.h"
 #include "luvbind.h"
 #include "http.h"
+#include "process.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -1122,7 +1123,7 @@ static const luaL_Reg nx_funcs[] = {
  * stack) through one opener each, declared in their own header. */
 typedef void (*nx_opener)(lua_State *L);
 static const nx_opener nx_openers[] = {
-  nx_chan_open, nx_sel_open, nx_sync_open, nx_group_open, nx_introspect_open, nx_luv_open, nx_http_open,
+  nx_chan_open, nx_sel_open, nx_sync_open, nx_group_open, nx_introspect_open, nx_luv_open, nx_http_open, nx_process_open,
   nx_cancel_open,
   nx_world_open,
   nx_bchan_open,

@@ -29,7 +29,7 @@
  * __gc or the handle's close callback), since uv_close completes later. */
 typedef struct nx_nh nx_nh;
 struct nx_nh {
-  union { uv_handle_t h; uv_stream_t s; uv_tcp_t tcp; uv_udp_t udp; } u;
+  union { uv_handle_t h; uv_stream_t s; uv_tcp_t tcp; uv_udp_t udp; uv_pipe_t pipe; } u;
   nx_owned own;
   nx_rt *rt;                    /* referenced (nx_rt_ref) until __gc */
   void (*destroy)(nx_nh *nh);   /* frees the component's buffers and nh */
@@ -44,6 +44,10 @@ void nx_nh_init(nx_nh *nh, nx_rt *rt, void (*destroy)(nx_nh *), int ok);
 void nx_nh_close_handle(nx_nh *nh);
 /* From __gc: the userdata lets go (closing the handle if close_now). */
 void nx_nh_gc(nx_nh *nh, int close_now);
+
+/* tcp.c: a new stream userdata over a pipe (a child process's stdio,
+ * process.c), pushed on L; its uv_stream_t for uv_spawn, or NULL. */
+uv_stream_t *nx_pipe_stream_new(lua_State *L, nx_rt *rt);
 
 /* Short lowercase message for a libuv error code ("connection refused",
  * "address already in use", "eof", "timeout", ...). */

@@ -65,6 +65,7 @@ typedef struct nx_stream {
   uv_connect_t creq;
   uv_shutdown_t sreq;
   nx_tls *tls;                  /* TLS under this stream (src/tls.c), or NULL */
+  uint8_t pipe;                 /* a pipe (a child's stdio), not a TCP socket */
   char *cbuf;                   /* TLS: ciphertext from the socket */
 } nx_stream;
 
@@ -127,6 +128,29 @@ static nx_stream *nx_stream_new(lua_State *L, nx_rt *rt, size_t rhigh, size_t wh
   *ud = s;
   nx_net_ignore_sigpipe();
   return s;
+}
+
+uv_stream_t *nx_pipe_stream_new(lua_State *L, nx_rt *rt) {
+  luaL_getmetatable(L, NX_STREAM_MT);   /* not an upvalue here: called from process.c */
+  int mt = lua_gettop(L);
+  void **ud = nx_net_newud(L, mt, NX_TAG_STREAM);
+  lua_remove(L, mt);
+  nx_stream *s = calloc(1, sizeof *s);
+  if (!s) return NULL;
+  int rc = uv_pipe_init(&rt->loop, &s->nh.u.pipe, 0);
+  nx_nh_init(&s->nh, rt, nx_stream_destroy, rc == 0);
+  s->pipe = 1;
+  s->rhigh = 65536;
+  s->whigh = 65536;
+  s->delim = s->dbuf;
+  *ud = s;
+  nx_net_ignore_sigpipe();
+  return rc == 0 ? &s->nh.u.s : NULL;
+}
+
+/* Raises for what only a TCP socket does. */
+static void nx_check_tcp(lua_State *L, nx_stream *s, const char *fname) {
+  if (s->pipe) nx_net_error(L, "%s: not a tcp stream (a process's pipe)", fname);
 }
 
 static void nx_read_stop(nx_stream *s) {
@@ -832,6 +856,7 @@ static int nx_ok_or_fail(lua_State *L, int rc) {
 
 static int l_set_nodelay(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:set_nodelay");
+  nx_check_tcp(L, s, "stream:set_nodelay");
   nx_net_rt(L, s->nh.rt, "stream:set_nodelay");
   if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
   return nx_ok_or_fail(L, uv_tcp_nodelay(&s->nh.u.tcp, lua_isnone(L, 2) || lua_toboolean(L, 2)));
@@ -839,6 +864,7 @@ static int l_set_nodelay(lua_State *L) {
 
 static int l_set_keepalive(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:set_keepalive");
+  nx_check_tcp(L, s, "stream:set_keepalive");
   int on = lua_isnone(L, 2) || lua_toboolean(L, 2);
   lua_Integer secs = nx_net_optint(L, 3, 60, 1, 1 << 20, "stream:set_keepalive", "delay");
   nx_net_rt(L, s->nh.rt, "stream:set_keepalive");
@@ -859,11 +885,13 @@ static int nx_push_name(lua_State *L, nx_nh *nh, nx_nameof fn) {
 
 static int l_peer_addr(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:peer_addr");
+  nx_check_tcp(L, s, "stream:peer_addr");
   return nx_push_name(L, &s->nh, uv_tcp_getpeername);
 }
 
 static int l_local_addr(lua_State *L) {
   nx_stream *s = nx_check_stream(L, "stream:local_addr");
+  nx_check_tcp(L, s, "stream:local_addr");
   return nx_push_name(L, &s->nh, uv_tcp_getsockname);
 }
 
@@ -928,6 +956,10 @@ static int nx_tostring(lua_State *L, const char *kind, nx_nh *nh, int peer) {
 
 static int l_stream_tostring(lua_State *L) {
   nx_stream **ud = lua_touserdata(L, 1);
+  if (ud && *ud && (*ud)->pipe) {
+    lua_pushstring(L, (*ud)->nh.closed ? "nexus.pipe(closed)" : "nexus.pipe");
+    return 1;
+  }
   return nx_tostring(L, "stream", ud ? &(*ud)->nh : NULL, 1);
 }
 
@@ -1095,6 +1127,7 @@ static void nx_handshake_cancel(nx_rt *rt, nx_task *t) {
 static int l_tls_attach(lua_State *L) {
   const char *fname = luaL_optstring(L, 4, "stream:tls_handshake");
   nx_stream *s = nx_check_stream(L, fname);
+  nx_check_tcp(L, s, fname);
   nx_tls_ctx *c = nx_tls_check_ctx(L, 2, fname);
   const char *name = lua_type(L, 3) == LUA_TSTRING ? lua_tostring(L, 3) : NULL;
   nx_stream_rt(L, s, fname);
