@@ -85,20 +85,14 @@ static void nx_push_task(lua_State *L, nx_rt *rt, nx_task *t, int with_tb) {
   lua_pushnumber(L, t == rt->cur ? 0 : rt->event_time - t->since);
   lua_setfield(L, -2, "since");
   lua_State *co = nx_task_co(t);
-  if (co && co != L && lua_status(co) == LUA_YIELD) {
+  /* A suspended task's coroutine, or the running one (L itself: its
+   * stack from the caller of nexus.tasks() down). */
+  if (co && (co == L || lua_status(co) == LUA_YIELD)) {
     nx_where(co, buf, sizeof buf);
     lua_pushstring(L, buf);
     lua_setfield(L, -2, "where");
     if (with_tb) {
-      luaL_traceback(L, co, NULL, 0);
-      lua_setfield(L, -2, "traceback");
-    }
-  } else if (co == L) {
-    nx_where(L, buf, sizeof buf);
-    lua_pushstring(L, buf);
-    lua_setfield(L, -2, "where");
-    if (with_tb) {
-      luaL_traceback(L, L, NULL, 1);
+      luaL_traceback(L, co, NULL, co == L ? 1 : 0);
       lua_setfield(L, -2, "traceback");
     }
   } else {
