@@ -93,6 +93,7 @@ VALGRIND_SPECS ?= spec/task_spec.lua spec/runtime_spec.lua spec/channel_spec.lua
 	spec/world_spec.lua spec/thread_spec.lua spec/fuzz_harness_spec.lua \
 	spec/select_spec.lua spec/select_more_spec.lua spec/group_spec.lua spec/sync_spec.lua \
 	spec/coop_spec.lua spec/introspect_spec.lua \
+	spec/tls_spec.lua spec/http_client_spec.lua spec/process_spec.lua spec/luv_spec.lua \
 	$(wildcard spec/regress_*_spec.lua)
 valgrind:
 	$(MAKE) test VALGRIND=1 SPECS='$(VALGRIND_SPECS)'
