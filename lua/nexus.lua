@@ -45,6 +45,7 @@ local M = {
   luv = { await = require("nexus.bridge").await },   -- require "nexus.luv" for luv itself
   http = require "nexus.http",
   process = require "nexus.process",
+  websocket = require "nexus.websocket",
   tasks = introspect.tasks,
   dump = introspect.dump,
   scope = group.scope,
