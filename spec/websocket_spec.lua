@@ -426,6 +426,41 @@ describe("nexus.websocket (nexus client, nexus server)", function()
     end
   end)
 
+  it("ws:send waits under backpressure; a timed-out send leaves the connection usable", function()
+    local r = nexus.run(function()
+      local c, s = ws_pair()
+      local chunk = N.blob(256 * 1024, 5)
+      local sent, blocked = 0, nil
+      for _ = 1, 400 do                 -- the server reads nothing: the socket fills
+        local ok, a, b = nexus.timeout(0.2, c.send, c, chunk, "binary")
+        if not ok then blocked = a break end
+        assert(a, b)
+        sent = sent + 1
+      end
+      -- the same task sends again once the reader drains (the abandoned
+      -- send's bytes were queued whole: framing intact)
+      local h = nexus.spawn(function()
+        local n, bytes = 0, 0
+        while true do
+          local d = s:recv()
+          if not d then return n, bytes end
+          n, bytes = n + 1, bytes + #d
+        end
+      end)
+      assert(c:send("last", "text"))
+      -- another task can send too
+      local h2 = nexus.spawn(function() return c:send("other", "text") end)
+      assert(h2:join())
+      c:close()
+      local n, bytes = h:join()
+      return { sent = sent, blocked = blocked, n = n, bytes = bytes }
+    end)
+    assert.are.equal("timeout", r.blocked)
+    assert.truthy(r.sent >= 1 and r.sent < 400, r.sent)
+    assert.are.equal(r.sent + 3, r.n)   -- the timed-out one went out whole
+    assert.are.equal((r.sent + 1) * 256 * 1024 + 4 + 5, r.bytes)
+  end)
+
   it("many messages pipelined, sends under backpressure, no fd leak", function()
     local before
     local r = nexus.run(function()

@@ -193,11 +193,22 @@ local function flush_locked(ws)
   return true
 end
 
--- (suspends under backpressure) true | nil, err
+-- (suspends under backpressure) true | nil, err. A flush abandoned by
+-- nexus.timeout while it waited for the socket to drain never releases
+-- the lock: its task still holds the permit (sem:held), and takes it up
+-- again at its next flush; an abort or the task's end gives it back.
 local function flush(ws)
   if ws.werr then return nil, ws.werr end
   if ws.c.outlen == 0 then return true end
-  return ws.lock:with(flush_locked, ws)
+  local lock = ws.lock
+  if lock:held() == 0 then
+    local ok, err = lock:acquire()
+    if not ok then return nil, err end
+  end
+  local ok, a, b = pcall(flush_locked, ws)
+  lock:release()
+  if not ok then error(a, 0) end
+  return a, b
 end
 
 -- From a select's poll, which must not suspend: a task of its own writes
