@@ -30,7 +30,11 @@ if coop then
 end
 
 run(function()
-  local ln = assert(nexus.tcp.listen("127.0.0.1", port, { backlog = 511 }))
+  -- BENCH_TLS_CERT / BENCH_TLS_KEY: the same server over TLS (the TLS
+  -- echo benchmark, bench/tls_loadgen.c)
+  local cert, key = os.getenv("BENCH_TLS_CERT"), os.getenv("BENCH_TLS_KEY")
+  local ln = assert(nexus.tcp.listen("127.0.0.1", port, { backlog = 511,
+    tls = cert and { cert_file = cert, key_file = key } or nil }))
   -- local_addr(): "ip:port" (and, in this implementation, ip and port too)
   local addr, _, bound = ln:local_addr()
   bound = tonumber(bound) or tonumber(tostring(addr):match(":(%d+)$"))
