@@ -161,6 +161,17 @@ local workloads = {
       ["nexus-cmd"] = "nexus.semaphore (nexus command)",
     },
   },
+  tls_echo = {
+    title = "TLS echo: one connection, 64-byte round trips (server CPU 0, load generator CPU 1)",
+    metric = "p50_us", unit = "p50 us", fmt = "%.2f",
+    ref = "c-floor",
+    hide = {},
+    extra = { { key = "srv_cpu_us", head = "server CPU us", fmt = "%.1f", agg = "median", ratio = true } },
+    label = {
+      ["c-floor"] = "C on libuv + OpenSSL memory BIOs (reference)",
+      ["nexus"] = "nexus, listen{tls=...} (nexus command)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -354,6 +365,10 @@ local function targets(w, d)
     rel("nexus", "cqueues", "cqueues", 1, true)
     return out
   end
+  if w == "tls_echo" then
+    rel("nexus", "c-floor", "the C floor (p50)", 1.10)
+    return out
+  end
   if w == "coop" then
     rel("coop-128", "coop-off", "the budget off", 1.02)
     return out
@@ -425,7 +440,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

@@ -14,7 +14,8 @@
 #   BENCH_RUNS    measurements per implementation (default 5)
 #   BENCH_ONLY    comma list of workloads to run:
 #                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
-#                 (compose is four tables: select, group, sem, coop; each can be named)
+#                 (compose is four tables: select, group, sem, coop; each can be named;
+#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -43,7 +44,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -292,6 +293,10 @@ impls_sem=(
   "nexus|nexus_why|$LUAJIT $ROOT/bench/sem_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/sem_nexus.lua"
 )
+impls_tls_echo=(
+  "c-floor||bash $ROOT/bench/tls_echo.sh --one c-floor"
+  "nexus|nexus_cmd_why|bash $ROOT/bench/tls_echo.sh --one nexus"
+)
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -390,6 +395,7 @@ wanted chan && { run_workload chan; run_workload chan_try; }
 for w in select group sem coop; do
   { wanted compose || wanted "$w"; } && run_workload "$w"
 done
+wanted tls_echo && run_workload tls_echo
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done
