@@ -3,7 +3,10 @@
 --   luarocks --lua-version=5.1 --tree=DIR make rockspec/nexus-scm-1.rockspec
 -- Installs nexus/core.so in LIBDIR, nexus.lua and nexus/*.lua in LUADIR and
 -- the nexus command in BINDIR. The C core needs LuaJIT (headers found by
--- pkg-config, luajit.pc) and libuv (libuv.pc).
+-- pkg-config, luajit.pc), libuv (libuv.pc), OpenSSL (openssl.pc), wslay
+-- (wslay/wslay.h) and libcurl's headers (libcurl.pc: found by CMake;
+-- Debian keeps curl.h under the multiarch include directory, where
+-- luarocks' header check does not look).
 rockspec_format = "3.0"
 package = "nexus"
 version = "scm-1"
@@ -14,8 +17,9 @@ description = {
    summary = "A single-threaded async runtime for LuaJIT on libuv",
    detailed = [[
 nexus runs Lua coroutines as tasks on a C executor over libuv: timers,
-channels, cancellation, TCP/UDP/DNS. Use it with `require "nexus"` from
-LuaJIT, or run scripts with the bundled `nexus` command.
+channels, cancellation, select, groups, TCP/UDP/DNS, TLS, WebSocket, an
+HTTP client, processes. Use it with `require "nexus"` from LuaJIT, or run
+scripts with the bundled `nexus` command.
 ]],
 }
 supported_platforms = { "linux" }
@@ -24,6 +28,8 @@ dependencies = {
 }
 external_dependencies = {
    LIBUV = { header = "uv.h" },
+   OPENSSL = { header = "openssl/ssl.h" },
+   WSLAY = { header = "wslay/wslay.h" },
 }
 build = {
    type = "cmake",
