@@ -12,19 +12,7 @@
 
 static const char *const nx_states[] = { "free", "ready", "running", "waiting", "done" };
 
-/* Pushes t's name, or nil. */
-static void nx_push_name(lua_State *L, nx_rt *rt, nx_task *t) {
-  lua_rawgeti(rt->ctl, NX_CTL_NAMEIDS, (int)t->slot + 1);
-  int same = lua_tonumber(rt->ctl, -1) == (lua_Number)t->id && !lua_isnil(rt->ctl, -1);
-  lua_pop(rt->ctl, 1);
-  if (!same) {
-    lua_pushnil(L);
-    return;
-  }
-  lua_rawgeti(rt->ctl, NX_CTL_NAMES, (int)t->slot + 1);
-  lua_xmove(rt->ctl, L, 1);
-}
-
+/* t's name (the names table keeps the string), or NULL. */
 static const char *nx_name_of(nx_rt *rt, nx_task *t) {
   lua_rawgeti(rt->ctl, NX_CTL_NAMEIDS, (int)t->slot + 1);
   int same = !lua_isnil(rt->ctl, -1) && lua_tonumber(rt->ctl, -1) == (lua_Number)t->id;
@@ -36,8 +24,14 @@ static const char *nx_name_of(nx_rt *rt, nx_task *t) {
   return s;
 }
 
-/* core.task_name(rt_of_handle..., slot, id [, name]) is called by
- * lmodule's h:name through this. */
+/* Pushes t's name, or nil. */
+static void nx_push_name(lua_State *L, nx_rt *rt, nx_task *t) {
+  const char *s = nx_name_of(rt, t);
+  if (s) lua_pushstring(L, s);
+  else lua_pushnil(L);
+}
+
+/* h:name(s) (lmodule.c): the name at slot + 1, with the id it belongs to. */
 void nx_task_set_name(lua_State *L, nx_rt *rt, nx_task *t, int idx) {
   lua_pushvalue(L, idx);
   nx_ctl_set(rt, L, NX_CTL_NAMES, t->slot);

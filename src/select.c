@@ -155,14 +155,6 @@ static int api_sel_park(void) {
   return 0;
 }
 
-/* After the task was woken: the first fired op's index, or 0 (woken for
- * nothing an op registered: its timeout's deadline, say). */
-static int api_sel_fired(void) {
-  nx_rt *rt;
-  nx_task *t = nx_sel_task(&rt);
-  return t ? (int)nx_sel_first_fired(t) : 0;
-}
-
 /* No op completed on this round: withdraw them all, keep the select. */
 static void api_sel_reset(void) {
   nx_rt *rt;
@@ -233,9 +225,6 @@ static void api_sel_bind(nx_selop *op, nx_sel_cpoll fn, void *obj) {
 
 static int32_t *api_sel_resp(nx_selop *op) { return &op->res; }
 
-/* 1 while the op is in a select. */
-static int api_sel_busy(nx_selop *op) { return op->owner != NULL; }
-
 typedef struct nx_sel_api {
   nx_selop *(*op_new)(void);
   void (*op_free)(nx_selop *);
@@ -243,10 +232,8 @@ typedef struct nx_sel_api {
   int (*enter)(nx_selop *, uint32_t);
   void (*leave)(nx_selop *);
   int (*park)(void);
-  int (*fired)(void);
   void (*reset)(void);
   void (*finish)(void);
-  int (*busy)(nx_selop *);
   int (*cpoll)(nx_selop *, uint32_t);
   int (*resume)(void);
   void (*bind)(nx_selop *, nx_sel_cpoll, void *);
@@ -255,7 +242,7 @@ typedef struct nx_sel_api {
 
 static const nx_sel_api nx_sel_api_table = {
   nx_selop_new, nx_selop_free, api_sel_begin, api_sel_enter, api_sel_leave,
-  api_sel_park, api_sel_fired, api_sel_reset, api_sel_finish, api_sel_busy,
+  api_sel_park, api_sel_reset, api_sel_finish,
   api_sel_cpoll, api_sel_resume, api_sel_bind, api_sel_resp,
 };
 

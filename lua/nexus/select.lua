@@ -30,10 +30,8 @@ typedef struct nx_sel_api {
   int (*enter)(nx_selop *, uint32_t);
   void (*leave)(nx_selop *);
   int (*park)(void);
-  int (*fired)(void);
   void (*reset)(void);
   void (*finish)(void);
-  int (*busy)(nx_selop *);
   int (*cpoll)(nx_selop *, uint32_t);
   int (*resume)(void);
   void (*bind)(nx_selop *, int32_t (*)(void *), void *);
