@@ -478,10 +478,7 @@ function SendOp.poll(op)
   end
   return op_fault(rc)
 end
-function SendOp.take(op)
-  if op.ok then return true end
-  return nil, "closed"
-end
+SendOp.take = sel.take_sent
 
 -- The string the next select sends; returns the op.
 function SendOp.set(op, s)

@@ -244,10 +244,7 @@ function SendOp.poll(op)
   end
   return op_fault(rc)
 end
-function SendOp.take(op)
-  if op.ok then return true end
-  return nil, "closed"
-end
+SendOp.take = sel.take_sent
 
 local function check_value(tx, v, fname)
   if v == nil then raise(fname, "cannot send nil", 3) end

@@ -82,6 +82,12 @@ function M.class(what)
   return cls
 end
 
+-- take of a send op whose poll left op.ok: true | nil, "closed".
+function M.take_sent(op)
+  if op.ok then return true end
+  return nil, "closed"
+end
+
 local serial = 0
 
 -- A fault found while polling is kept here and raised by select itself
