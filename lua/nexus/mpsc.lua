@@ -199,20 +199,21 @@ local function op_fault(rc, err)
   return nil, "unexpected status " .. tostring(rc)
 end
 
+-- A poll's answer from a pcalled C call's status (ok: the pcall's): done
+-- (OK, or EPIPE: the channel closed), registered (AGAIN), or a fault.
+-- Sets op[field] to value on OK, to closed on EPIPE.
+local function settle(op, field, value, closed, ok, rc)
+  if not ok then return op_fault(nil, rc) end
+  if rc == OK then op[field] = value; return true end
+  if rc == EPIPE then op[field] = closed; return true end
+  if rc == AGAIN then return false end
+  return op_fault(rc)
+end
+
 local RecvOp = sel.class("mpsc recv")
 function RecvOp.poll(op)
   local ok, rc, v = pcall(c_recv, op.rx, true)
-  if not ok then return op_fault(nil, rc) end
-  if rc == OK then
-    op.v = v
-    return true
-  elseif rc == EPIPE then
-    op.v = nil
-    return true
-  elseif rc == AGAIN then
-    return false
-  end
-  return op_fault(rc)
+  return settle(op, "v", v, nil, ok, rc)
 end
 function RecvOp.take(op)
   local v = op.v
@@ -232,17 +233,7 @@ end
 local SendOp = sel.class("mpsc send")
 function SendOp.poll(op)
   local ok, rc = pcall(c_send, op.tx, op.v, true, "tx:send_op")
-  if not ok then return op_fault(nil, rc) end
-  if rc == OK then
-    op.ok = true
-    return true
-  elseif rc == EPIPE then
-    op.ok = false
-    return true
-  elseif rc == AGAIN then
-    return false
-  end
-  return op_fault(rc)
+  return settle(op, "ok", true, false, ok, rc)
 end
 SendOp.take = sel.take_sent
 
