@@ -4,7 +4,7 @@
 -- Installs nexus/core.so in LIBDIR, nexus.lua and nexus/*.lua in LUADIR and
 -- the nexus command in BINDIR. The C core needs LuaJIT (headers found by
 -- pkg-config, luajit.pc), libuv (libuv.pc), OpenSSL (openssl.pc), wslay
--- (wslay/wslay.h) and libcurl's headers (libcurl.pc: found by CMake;
+-- (wslay/wslay.h), http_parser (http_parser.h) and libcurl's headers (libcurl.pc: found by CMake;
 -- Debian keeps curl.h under the multiarch include directory, where
 -- luarocks' header check does not look).
 rockspec_format = "3.0"
@@ -18,7 +18,7 @@ description = {
    detailed = [[
 nexus runs Lua coroutines as tasks on a C executor over libuv: timers,
 channels, cancellation, select, groups, TCP/UDP/DNS, TLS, WebSocket, an
-HTTP client, processes. Use it with `require "nexus"` from LuaJIT, or run
+HTTP client and server, processes. Use it with `require "nexus"` from LuaJIT, or run
 scripts with the bundled `nexus` command.
 ]],
 }
@@ -30,6 +30,7 @@ external_dependencies = {
    LIBUV = { header = "uv.h" },
    OPENSSL = { header = "openssl/ssl.h" },
    WSLAY = { header = "wslay/wslay.h" },
+   HTTP_PARSER = { header = "http_parser.h" },
 }
 build = {
    type = "cmake",

@@ -113,6 +113,7 @@ static int nx_hp_on_headers(http_parser *p) {
   h->keep_alive = http_should_keep_alive(p);
   h->upgrade = p->upgrade;
   h->chunked = (p->flags & F_CHUNKED) != 0;
+  if (p->http_major != 1) return nx_hp_fail(h, 505);
   if (p->flags & F_CONTENTLENGTH) {
     h->content_length = (double)p->content_length;
     if (p->content_length > h->max_body) return nx_hp_fail(h, 413);

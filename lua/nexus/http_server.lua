@@ -261,12 +261,11 @@ local function run_request(srv, req)
   if req._responded then                           -- req:websocket() refused it (4xx sent)
     return false
   end
-  local keep, err
   if ok then
-    ok, keep, err = xpcall(write_response, traceback, req, status, headers, body)
-    if ok and keep == nil then return false end    -- the stream failed
-    if ok then return keep end
-    status = keep                                  -- the error
+    local written, keep
+    ok, written, keep = xpcall(write_response, traceback, req, status, headers, body)
+    if ok then return written and keep end         -- nil: the stream failed
+    status = written                               -- the error
   end
   report(srv, status, req)
   if req._responded then return false end          -- failed mid-body: nothing more to say
