@@ -419,7 +419,7 @@ describe("nexus.websocket (nexus client, nexus server)", function()
                    "nexus.websocket.connect: unknown option 'bogus'",
                    "nexus.websocket.connect: max_message must be a positive integer",
                    "nexus.websocket.listen: path must be a string starting with /",
-                   "ws:send: expected a string, got table", "ws:send: kind must be \"text\" or \"binary\"",
+                   "ws:send: expected a string or a byte channel message, got table", "ws:send: kind must be \"text\" or \"binary\"",
                    "ws:close: code must be", "ws:ping: ping data is 126 bytes", "ws:recv: expected a websocket" }
     for i, w in ipairs(want) do
       assert.truthy(r.e[i] and r.e[i]:find(w, 1, true), tostring(r.e[i]) .. " ~ " .. w)

@@ -32,6 +32,8 @@
 #include <openssl/sha.h>
 #include <wslay/wslay.h>
 
+#include "nexus.h"
+
 #define NX_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NX_WS_OUT_KEEP (256 * 1024)   /* an empty output buffer larger than this is freed */
 #define NX_WS_MASKPOOL 256
@@ -335,6 +337,61 @@ static void nx_ws_drop(nx_ws *w) {
   nx_ws_msg_free(m);
 }
 
+/* ---- zero-copy delivery into a byte channel (ws:recv_into) ----
+ *
+ * Queued messages go from their assembly buffer straight into the ring of
+ * a byte channel (claim, one memcpy, commit): no Lua string is made. One
+ * call moves a run of messages of one kind, so the caller can say which
+ * kind they were. */
+
+/* Moves up to max queued messages of the head's kind into ch. Returns how
+ * many (> 0, *op their kind), or, when none moved, NX_WS_INTO_*: NONE (no
+ * message queued), FULL (no room now for the head's *n bytes), EMPTY (the
+ * head was an empty message: dropped, *op its kind: a byte channel carries
+ * no 0-byte message), BIG (the head's *n bytes exceed the channel's
+ * capacity; it stays queued), CLOSED (the channel's receiver is gone). */
+static int nx_ws_into(nx_ws *w, nexus_bchan *ch, uint32_t max, int *op, size_t *n) {
+  size_t cap = nexus_bchan_capacity(ch);
+  int moved = 0;
+  nx_ws_msg *m;
+  while ((m = w->head) && (uint32_t)moved < max) {
+    if (moved && m->op != *op) break;
+    if (m->len == 0 || m->len > cap) {
+      if (moved) break;
+      *op = m->op;
+      *n = m->len;
+      if (m->len) return NX_WS_INTO_BIG;
+      nx_ws_drop(w);
+      return NX_WS_INTO_EMPTY;
+    }
+    nexus_bclaim c;
+    memset(&c, 0, sizeof c);
+    int rc = nexus_bchan_claim(ch, m->len, &c);
+    if (rc != 0) {
+      if (moved) break;
+      *n = m->len;
+      return rc == NEXUS_EPIPE ? NX_WS_INTO_CLOSED : NX_WS_INTO_FULL;
+    }
+    memcpy(c.ptr, m->data, m->len);
+    *op = m->op;
+    nx_ws_drop(w);
+    moved++;
+    if (nexus_bchan_commit(&c) != 0) return moved;   /* the receiver closed since */
+  }
+  return moved ? moved : NX_WS_INTO_NONE;
+}
+
+/* Copies the head message into dst when it is n bytes long, and drops it:
+ * its kind, or 0 (no such message: another reader took it meanwhile). */
+static int nx_ws_take_into(nx_ws *w, uint8_t *dst, size_t n) {
+  nx_ws_msg *m = w->head;
+  if (!m || m->len != n) return 0;
+  int op = m->op;
+  memcpy(dst, m->data, n);
+  nx_ws_drop(w);
+  return op;
+}
+
 /* The pending output: pointer and *n (valid until the next call here). */
 static const char *nx_ws_out(nx_ws *w, size_t *n) {
   *n = w->pub.outlen;
@@ -421,11 +478,14 @@ typedef struct nx_ws_api {
   int (*utf8)(const char *p, size_t n);
   int (*accept_key)(const char *key, size_t n, char *out);
   int (*gen_key)(char *out);
+  int (*into)(nx_ws *w, nexus_bchan *ch, uint32_t max, int *op, size_t *n);
+  int (*take_into)(nx_ws *w, uint8_t *dst, size_t n);
 } nx_ws_api;
 
 static const nx_ws_api nx_ws_api_table = {
   nx_ws_new, nx_ws_free, nx_ws_feed, nx_ws_queue, nx_ws_close, nx_ws_peek, nx_ws_drop,
   nx_ws_out, nx_ws_out_done, nx_ws_utf8, nx_ws_accept_key, nx_ws_gen_key,
+  nx_ws_into, nx_ws_take_into,
 };
 
 void nx_ws_open(lua_State *L) {
