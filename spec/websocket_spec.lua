@@ -678,3 +678,28 @@ describe("nexus.websocket interop with Python websockets", function()
     assert.truthy(out:find("SENTCLOSE\n", 1, true), out)
   end)
 end)
+
+describe("nexus.websocket: replies gathered while received messages wait", function()
+  it("a reply sent with messages still queued goes out when the task yields, without another recv", function()
+    local r = nexus.run(function()
+      local c, s, wl = ws_pair()
+      for i = 1, 3 do assert(c:send("q" .. i, "binary")) end
+      nexus.sleep(0.05)                       -- all three reach the server's socket
+      local d = s:recv()                      -- reads them in one go: two stay queued
+      local queued = tonumber(s.c.nmsg)
+      assert(s:send("re:" .. d, "binary"))    -- gathered, not written yet
+      local t0 = nexus.now()
+      local ok, got = nexus.timeout(1, c.recv, c)   -- no recv on the server side meanwhile
+      local dt = nexus.now() - t0
+      local rest = { (s:recv()), (s:recv()) }
+      nexus.spawn(function() while s:recv() do end end)
+      c:close()
+      wl:close()
+      return { queued = queued, got = ok and got or tostring(got), dt = dt, rest = rest }
+    end)
+    assert.are.equal(2, r.queued)
+    assert.are.equal("re:q1", r.got)
+    assert.truthy(r.dt < 0.5, r.dt)
+    assert.are.same({ "q2", "q3" }, r.rest)
+  end)
+end)

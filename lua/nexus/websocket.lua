@@ -87,6 +87,7 @@ local CLOSE_WAIT = 2                 -- seconds a close handshake may take
 local DEFAULT_MAX = 16 * 2 ^ 20
 local DEFAULT_TIMEOUT = 5
 local MAXSIZE = 2 ^ 52
+local GATHER_MAX = 64 * 1024         -- output held back while replies are gathered
 
 local M = { CLOSE_WAIT = CLOSE_WAIT }
 local WS = {}
@@ -288,6 +289,7 @@ function WS.recv(ws)
   while true do
     if c.nmsg > 0 then return pop(c) end
     if ws.done or c.dead ~= 0 then return finish(ws) end
+    if c.outlen > 0 then flush(ws) end     -- replies gathered (queue)
     local data, err = s:read()
     if not data then
       if err == "timeout" then return nil, "timeout" end
@@ -393,6 +395,7 @@ function WS.recv_into(ws, tx, max)
       cl:abort()                          -- another reader took it: again
     else
       if ws.done or c.dead ~= 0 then return finish(ws) end
+      if c.outlen > 0 then flush(ws) end   -- replies gathered (queue)
       local data, err = s:read()
       if not data then
         if err == "timeout" then return nil, "timeout" end
@@ -413,6 +416,15 @@ local function queue(ws, fname, op, data, len)
   if ws.done or c.sclosed ~= 0 then return nil, "closed" end
   local rc = c_queue(c, op, data, len or #data)
   if rc ~= 0 then return nil, QERR[rc] or "closed" end
+  -- Replies gathered: while received messages wait in the queue, the
+  -- reader takes them without reading the socket, so the output is
+  -- written once it has taken them all (recv flushes before it reads),
+  -- or when this task yields (a kicked task), whichever comes first: one
+  -- write for a batch instead of one per message.
+  if c.nmsg > 0 and op ~= OP_PING and c.outlen < GATHER_MAX then
+    kick(ws)
+    return true
+  end
   return flush(ws)
 end
 
