@@ -4,8 +4,10 @@
 -- MODE:
 --   string    (default) d, kind = ws:recv(); ws:send(d, kind)
 --   zerocopy  ws:recv_into(tx) moves the messages into a byte channel in
---             C; a second task sends each one back with ws:send(m, kind)
---             from the channel's bytes: no Lua string per message
+--             C; a second task sends each one back with ws:send(m, kind,
+--             more) from the channel's bytes: no Lua string per message
+--             (more: another message waits in the channel, so the output
+--             is gathered into one write)
 -- TCP_NODELAY on every connection, as every server of the benchmark.
 -- Runs under the nexus command (bench/ws_bench.sh) and under luajit.
 local nexus = require "nexus"
@@ -30,7 +32,8 @@ local function echo_zerocopy(ws)
         left = kinds[i * 2 - 1]
       end
       left = left - 1
-      if not ws:send(m, kinds[i * 2]) then break end
+      -- more = rx:len() > 0: the next message is there, gather the output
+      if not ws:send(m, kinds[i * 2], rx:len() > 0) then break end
       if left == 0 then kinds[i * 2 - 1], kinds[i * 2] = nil, nil end
     end
   end)

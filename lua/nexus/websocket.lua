@@ -409,7 +409,7 @@ function WS.recv_into(ws, tx, max)
   end
 end
 
-local function queue(ws, fname, op, data, len)
+local function queue(ws, fname, op, data, len, more)
   if api_in_task() == 0 then no_task(fname, -1) end
   if ws.werr then return nil, ws.werr end
   local c = ws.c
@@ -420,8 +420,9 @@ local function queue(ws, fname, op, data, len)
   -- reader takes them without reading the socket, so the output is
   -- written once it has taken them all (recv flushes before it reads),
   -- or when this task yields (a kicked task), whichever comes first: one
-  -- write for a batch instead of one per message.
-  if c.nmsg > 0 and op ~= OP_PING and c.outlen < GATHER_MAX then
+  -- write for a batch instead of one per message. more: the caller says
+  -- more sends follow at once (as MSG_MORE).
+  if (more or c.nmsg > 0) and op ~= OP_PING and c.outlen < GATHER_MAX then
     kick(ws)
     return true
   end
@@ -430,8 +431,10 @@ end
 
 -- (suspends under backpressure) true | nil, err. data: a string, or a
 -- message received from a byte channel (rx:recv()), sent from its bytes
--- without a Lua string (it may be released once send returns).
-function WS.send(ws, data, kind)
+-- without a Lua string (it may be released once send returns). more:
+-- true when more sends follow at once: the output is gathered (written
+-- before the next socket read, at the task's next yield, or past 64 KiB).
+function WS.send(ws, data, kind, more)
   local fname = "ws:send"
   check_ws(fname, ws)
   local len
@@ -455,7 +458,7 @@ function WS.send(ws, data, kind)
   else
     argerror(fname, "kind must be \"text\" or \"binary\", got " .. tostring(kind))
   end
-  return queue(ws, fname, op, data, len)
+  return queue(ws, fname, op, data, len, more)
 end
 
 -- (suspends under backpressure) true | nil, err. The pong is not awaited
