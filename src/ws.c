@@ -37,13 +37,16 @@
 #define NX_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NX_WS_OUT_KEEP (256 * 1024)   /* an empty output buffer larger than this is freed */
 #define NX_WS_MASKPOOL 256
+#define NX_WS_SMALL 240               /* a one-frame message up to this is assembled in its block */
+#define NX_WS_SPARE 64                /* blocks of small messages kept for reuse */
 
 typedef struct nx_ws_msg nx_ws_msg;
 struct nx_ws_msg {
   nx_ws_msg *next;
-  char *data;
+  char *data;                   /* inl, or a buffer of its own */
   size_t len;
   int op;                       /* WSLAY_TEXT_FRAME or WSLAY_BINARY_FRAME */
+  char inl[NX_WS_SMALL];
 };
 
 struct nx_ws {
@@ -57,6 +60,9 @@ struct nx_ws {
   char *abuf;
   size_t alen, acap;
   uint8_t ctrl;                 /* the current frame is a control frame */
+  nx_ws_msg *cur;               /* a small message assembled in its block, or NULL */
+  nx_ws_msg *spare;             /* blocks for reuse (no malloc per small message) */
+  size_t nspare;
   /* complete messages */
   nx_ws_msg *head, *tail;
   /* pending output, [outoff, outoff + pub.outlen) */
@@ -151,6 +157,20 @@ static void nx_ws_on_start(wslay_event_context_ptr ctx,
     nx_ws_fail(w, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
     return;
   }
+  /* a whole message in one small frame: assembled in a block (reused) */
+  if (w->alen == 0 && !w->cur && arg->fin && arg->payload_length <= NX_WS_SMALL) {
+    nx_ws_msg *m = w->spare;
+    if (m) {
+      w->spare = m->next;
+      w->nspare--;
+    } else if (!(m = malloc(sizeof *m))) {
+      nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+      return;
+    }
+    m->data = m->inl;
+    w->cur = m;
+    return;
+  }
   /* a frame announces its length: room for it at once (bounded by max) */
   if (arg->payload_length && nx_ws_reserve(&w->abuf, &w->acap, w->alen, (size_t)arg->payload_length) != 0)
     nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
@@ -161,6 +181,11 @@ static void nx_ws_on_chunk(wslay_event_context_ptr ctx,
   nx_ws *w = ud;
   (void)ctx;
   if (w->ctrl || w->pub.failed || arg->data_length == 0) return;
+  if (w->cur) {                 /* within NX_WS_SMALL: checked at the frame's start */
+    memcpy(w->cur->inl + w->alen, arg->data, arg->data_length);
+    w->alen += arg->data_length;
+    return;
+  }
   if (nx_ws_reserve(&w->abuf, &w->acap, w->alen, arg->data_length) != 0) {
     nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
     return;
@@ -194,17 +219,22 @@ static void nx_ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
   }
   if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
   if (w->pub.failed) return;
-  nx_ws_msg *m = malloc(sizeof *m);
-  if (!m) {
-    nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
-    return;
+  nx_ws_msg *m = w->cur;
+  if (m) {
+    w->cur = NULL;
+  } else {
+    if (!(m = malloc(sizeof *m))) {
+      nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+      return;
+    }
+    m->data = w->abuf;
+    w->abuf = NULL;
+    w->acap = 0;
   }
   m->next = NULL;
-  m->data = w->abuf;
   m->len = w->alen;
   m->op = arg->opcode;
-  w->abuf = NULL;
-  w->alen = w->acap = 0;
+  w->alen = 0;
   if (w->tail) w->tail->next = m;
   else w->head = m;
   w->tail = m;
@@ -226,8 +256,19 @@ static void nx_ws_sync(nx_ws *w) {
 }
 
 static void nx_ws_msg_free(nx_ws_msg *m) {
-  free(m->data);
+  if (m->data != m->inl) free(m->data);
   free(m);
+}
+
+/* A taken message's block goes back to the spares (small ones). */
+static void nx_ws_msg_done(nx_ws *w, nx_ws_msg *m) {
+  if (m->data == m->inl && w->nspare < NX_WS_SPARE) {
+    m->next = w->spare;
+    w->spare = m;
+    w->nspare++;
+    return;
+  }
+  nx_ws_msg_free(m);
 }
 
 /* ---- the FFI entry points ---- */
@@ -262,6 +303,11 @@ static void nx_ws_free(nx_ws *w) {
     nx_ws_msg *n = m->next;
     nx_ws_msg_free(m);
     m = n;
+  }
+  if (w->cur) free(w->cur);
+  while ((m = w->spare)) {
+    w->spare = m->next;
+    free(m);
   }
   free(w->abuf);
   free(w->out);
@@ -334,7 +380,7 @@ static void nx_ws_drop(nx_ws *w) {
   w->head = m->next;
   if (!w->head) w->tail = NULL;
   w->pub.nmsg--;
-  nx_ws_msg_free(m);
+  nx_ws_msg_done(w, m);
 }
 
 /* ---- zero-copy delivery into a byte channel (ws:recv_into) ----
