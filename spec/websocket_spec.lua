@@ -702,4 +702,29 @@ describe("nexus.websocket: replies gathered while received messages wait", funct
     assert.truthy(r.dt < 0.5, r.dt)
     assert.are.same({ "q2", "q3" }, r.rest)
   end)
+
+  it("send(d, kind, true) gathers: several sends, one flush when the task yields", function()
+    local r = nexus.run(function()
+      local c, s, wl = ws_pair()
+      for i = 1, 4 do assert(s:send("m" .. i, "binary", true)) end
+      local held = tonumber(s.c.outlen)      -- the four wait, framed
+      assert(s:send("m5", "binary"))         -- more = false: all written
+      local after = tonumber(s.c.outlen)
+      local got = {}
+      for i = 1, 5 do
+        local ok, d = nexus.timeout(1, c.recv, c)
+        got[i] = ok and d or tostring(d)
+      end
+      assert(s:send("lone", "binary", true))
+      local ok, d = nexus.timeout(1, c.recv, c)   -- written when this task yields
+      nexus.spawn(function() while s:recv() do end end)
+      c:close()
+      wl:close()
+      return { held = held, after = after, got = got, lone = ok and d or tostring(d) }
+    end)
+    assert.are.equal(4 * 4, r.held)            -- four frames of 2 + 2 bytes
+    assert.are.equal(0, r.after)
+    assert.are.same({ "m1", "m2", "m3", "m4", "m5" }, r.got)
+    assert.are.equal("lone", r.lone)
+  end)
 end)
