@@ -172,6 +172,23 @@ local workloads = {
       ["nexus"] = "nexus, listen{tls=...} (nexus command)",
     },
   },
+  ws = {
+    title = "WebSocket echo: 50 connections x 16 masked 64-byte binary messages in flight (server CPU 0, load generator CPU 1)",
+    metric = "srv_cpu_us", unit = "server CPU us/msg", fmt = "%.3f",
+    ref = "c-floor",
+    hide = { conns = true, depth = true, secs = true },
+    extra = {
+      { key = "msgs_per_s", head = "msgs/s", fmt = "%.0f", agg = "median", ratio = true },
+      { key = "srv_cpu_pct", head = "server CPU %", fmt = "%.0f", agg = "median" },
+      { key = "gen_cpu_us", head = "loadgen CPU us/msg", fmt = "%.3f", agg = "median" },
+    },
+    label = {
+      ["c-floor"] = "C: wslay over libuv (reference)",
+      ["nexus"] = "nexus.websocket, recv + send (nexus command)",
+      ["nexus-zerocopy"] = "nexus.websocket, recv_into a byte channel + send(m) (nexus command)",
+      ["lua-http"] = "lua-http's websocket on cqueues (luajit)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -369,6 +386,13 @@ local function targets(w, d)
     rel("nexus", "c-floor", "the C floor (p50)", 1.10)
     return out
   end
+  if w == "ws" then
+    for _, impl in ipairs({ "nexus", "nexus-zerocopy" }) do
+      rel(impl, "c-floor", "the C floor (CPU/msg)", 1.25)
+      rel(impl, "lua-http", "lua-http (CPU/msg)", 1, true)
+    end
+    return out
+  end
   if w == "coop" then
     rel("coop-128", "coop-off", "the budget off", 1.02)
     return out
@@ -440,7 +464,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "ws", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

@@ -15,7 +15,8 @@
 #   BENCH_ONLY    comma list of workloads to run:
 #                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
 #                 (compose is four tables: select, group, sem, coop; each can be named;
-#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor)
+#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor;
+#                 ws: bench/ws_bench.sh, the WebSocket echo against its C floor)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -44,7 +45,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,ws,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -166,6 +167,7 @@ nexus_cmd_why=$nexus_why
 luv_why=$(lua_loads luv)
 cqueues_why=$(lua_loads cqueues)
 copas_why=$(lua_loads copas)
+luahttp_why=$(lua_loads http.websocket)
 
 uv_c_why=""
 UV_C=$OUT/sleepers_uv
@@ -297,6 +299,12 @@ impls_tls_echo=(
   "c-floor||bash $ROOT/bench/tls_echo.sh --one c-floor"
   "nexus|nexus_cmd_why|bash $ROOT/bench/tls_echo.sh --one nexus"
 )
+impls_ws=(
+  "c-floor||bash $ROOT/bench/ws_bench.sh --one c-floor"
+  "nexus|nexus_cmd_why|bash $ROOT/bench/ws_bench.sh --one nexus"
+  "nexus-zerocopy|nexus_cmd_why|bash $ROOT/bench/ws_bench.sh --one nexus-zerocopy"
+  "lua-http|luahttp_why|bash $ROOT/bench/ws_bench.sh --one lua-http"
+)
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -396,6 +404,7 @@ for w in select group sem coop; do
   { wanted compose || wanted "$w"; } && run_workload "$w"
 done
 wanted tls_echo && run_workload tls_echo
+wanted ws && run_workload ws
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done

@@ -419,7 +419,7 @@ describe("nexus.websocket (nexus client, nexus server)", function()
                    "nexus.websocket.connect: unknown option 'bogus'",
                    "nexus.websocket.connect: max_message must be a positive integer",
                    "nexus.websocket.listen: path must be a string starting with /",
-                   "ws:send: expected a string, got table", "ws:send: kind must be \"text\" or \"binary\"",
+                   "ws:send: expected a string or a byte channel message, got table", "ws:send: kind must be \"text\" or \"binary\"",
                    "ws:close: code must be", "ws:ping: ping data is 126 bytes", "ws:recv: expected a websocket" }
     for i, w in ipairs(want) do
       assert.truthy(r.e[i] and r.e[i]:find(w, 1, true), tostring(r.e[i]) .. " ~ " .. w)
@@ -676,5 +676,55 @@ describe("nexus.websocket interop with Python websockets", function()
     assert.truthy(out:find("PONG ok\n", 1, true), out)
     assert.truthy(out:find("CLOSED 4002 nexus closes\n", 1, true), out)
     assert.truthy(out:find("SENTCLOSE\n", 1, true), out)
+  end)
+end)
+
+describe("nexus.websocket: replies gathered while received messages wait", function()
+  it("a reply sent with messages still queued goes out when the task yields, without another recv", function()
+    local r = nexus.run(function()
+      local c, s, wl = ws_pair()
+      for i = 1, 3 do assert(c:send("q" .. i, "binary")) end
+      nexus.sleep(0.05)                       -- all three reach the server's socket
+      local d = s:recv()                      -- reads them in one go: two stay queued
+      local queued = tonumber(s.c.nmsg)
+      assert(s:send("re:" .. d, "binary"))    -- gathered, not written yet
+      local t0 = nexus.now()
+      local ok, got = nexus.timeout(1, c.recv, c)   -- no recv on the server side meanwhile
+      local dt = nexus.now() - t0
+      local rest = { (s:recv()), (s:recv()) }
+      nexus.spawn(function() while s:recv() do end end)
+      c:close()
+      wl:close()
+      return { queued = queued, got = ok and got or tostring(got), dt = dt, rest = rest }
+    end)
+    assert.are.equal(2, r.queued)
+    assert.are.equal("re:q1", r.got)
+    assert.truthy(r.dt < 0.5, r.dt)
+    assert.are.same({ "q2", "q3" }, r.rest)
+  end)
+
+  it("send(d, kind, true) gathers: several sends, one flush when the task yields", function()
+    local r = nexus.run(function()
+      local c, s, wl = ws_pair()
+      for i = 1, 4 do assert(s:send("m" .. i, "binary", true)) end
+      local held = tonumber(s.c.outlen)      -- the four wait, framed
+      assert(s:send("m5", "binary"))         -- more = false: all written
+      local after = tonumber(s.c.outlen)
+      local got = {}
+      for i = 1, 5 do
+        local ok, d = nexus.timeout(1, c.recv, c)
+        got[i] = ok and d or tostring(d)
+      end
+      assert(s:send("lone", "binary", true))
+      local ok, d = nexus.timeout(1, c.recv, c)   -- written when this task yields
+      nexus.spawn(function() while s:recv() do end end)
+      c:close()
+      wl:close()
+      return { held = held, after = after, got = got, lone = ok and d or tostring(d) }
+    end)
+    assert.are.equal(4 * 4, r.held)            -- four frames of 2 + 2 bytes
+    assert.are.equal(0, r.after)
+    assert.are.same({ "m1", "m2", "m3", "m4", "m5" }, r.got)
+    assert.are.equal("lone", r.lone)
   end)
 end)

@@ -32,16 +32,21 @@
 #include <openssl/sha.h>
 #include <wslay/wslay.h>
 
+#include "nexus.h"
+
 #define NX_WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 #define NX_WS_OUT_KEEP (256 * 1024)   /* an empty output buffer larger than this is freed */
 #define NX_WS_MASKPOOL 256
+#define NX_WS_SMALL 240               /* a one-frame message up to this is assembled in its block */
+#define NX_WS_SPARE 64                /* blocks of small messages kept for reuse */
 
 typedef struct nx_ws_msg nx_ws_msg;
 struct nx_ws_msg {
   nx_ws_msg *next;
-  char *data;
+  char *data;                   /* inl, or a buffer of its own */
   size_t len;
   int op;                       /* WSLAY_TEXT_FRAME or WSLAY_BINARY_FRAME */
+  char inl[NX_WS_SMALL];
 };
 
 struct nx_ws {
@@ -55,6 +60,9 @@ struct nx_ws {
   char *abuf;
   size_t alen, acap;
   uint8_t ctrl;                 /* the current frame is a control frame */
+  nx_ws_msg *cur;               /* a small message assembled in its block, or NULL */
+  nx_ws_msg *spare;             /* blocks for reuse (no malloc per small message) */
+  size_t nspare;
   /* complete messages */
   nx_ws_msg *head, *tail;
   /* pending output, [outoff, outoff + pub.outlen) */
@@ -149,6 +157,20 @@ static void nx_ws_on_start(wslay_event_context_ptr ctx,
     nx_ws_fail(w, WSLAY_CODE_MESSAGE_TOO_BIG, "message too big");
     return;
   }
+  /* a whole message in one small frame: assembled in a block (reused) */
+  if (w->alen == 0 && !w->cur && arg->fin && arg->payload_length <= NX_WS_SMALL) {
+    nx_ws_msg *m = w->spare;
+    if (m) {
+      w->spare = m->next;
+      w->nspare--;
+    } else if (!(m = malloc(sizeof *m))) {
+      nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+      return;
+    }
+    m->data = m->inl;
+    w->cur = m;
+    return;
+  }
   /* a frame announces its length: room for it at once (bounded by max) */
   if (arg->payload_length && nx_ws_reserve(&w->abuf, &w->acap, w->alen, (size_t)arg->payload_length) != 0)
     nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
@@ -159,6 +181,11 @@ static void nx_ws_on_chunk(wslay_event_context_ptr ctx,
   nx_ws *w = ud;
   (void)ctx;
   if (w->ctrl || w->pub.failed || arg->data_length == 0) return;
+  if (w->cur) {                 /* within NX_WS_SMALL: checked at the frame's start */
+    memcpy(w->cur->inl + w->alen, arg->data, arg->data_length);
+    w->alen += arg->data_length;
+    return;
+  }
   if (nx_ws_reserve(&w->abuf, &w->acap, w->alen, arg->data_length) != 0) {
     nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
     return;
@@ -192,17 +219,22 @@ static void nx_ws_on_msg(wslay_event_context_ptr ctx, const struct wslay_event_o
   }
   if (arg->opcode != WSLAY_TEXT_FRAME && arg->opcode != WSLAY_BINARY_FRAME) return;
   if (w->pub.failed) return;
-  nx_ws_msg *m = malloc(sizeof *m);
-  if (!m) {
-    nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
-    return;
+  nx_ws_msg *m = w->cur;
+  if (m) {
+    w->cur = NULL;
+  } else {
+    if (!(m = malloc(sizeof *m))) {
+      nx_ws_fail(w, WSLAY_CODE_INTERNAL_SERVER_ERROR, "out of memory");
+      return;
+    }
+    m->data = w->abuf;
+    w->abuf = NULL;
+    w->acap = 0;
   }
   m->next = NULL;
-  m->data = w->abuf;
   m->len = w->alen;
   m->op = arg->opcode;
-  w->abuf = NULL;
-  w->alen = w->acap = 0;
+  w->alen = 0;
   if (w->tail) w->tail->next = m;
   else w->head = m;
   w->tail = m;
@@ -224,8 +256,19 @@ static void nx_ws_sync(nx_ws *w) {
 }
 
 static void nx_ws_msg_free(nx_ws_msg *m) {
-  free(m->data);
+  if (m->data != m->inl) free(m->data);
   free(m);
+}
+
+/* A taken message's block goes back to the spares (small ones). */
+static void nx_ws_msg_done(nx_ws *w, nx_ws_msg *m) {
+  if (m->data == m->inl && w->nspare < NX_WS_SPARE) {
+    m->next = w->spare;
+    w->spare = m;
+    w->nspare++;
+    return;
+  }
+  nx_ws_msg_free(m);
 }
 
 /* ---- the FFI entry points ---- */
@@ -260,6 +303,11 @@ static void nx_ws_free(nx_ws *w) {
     nx_ws_msg *n = m->next;
     nx_ws_msg_free(m);
     m = n;
+  }
+  if (w->cur) free(w->cur);
+  while ((m = w->spare)) {
+    w->spare = m->next;
+    free(m);
   }
   free(w->abuf);
   free(w->out);
@@ -332,7 +380,62 @@ static void nx_ws_drop(nx_ws *w) {
   w->head = m->next;
   if (!w->head) w->tail = NULL;
   w->pub.nmsg--;
-  nx_ws_msg_free(m);
+  nx_ws_msg_done(w, m);
+}
+
+/* ---- zero-copy delivery into a byte channel (ws:recv_into) ----
+ *
+ * Queued messages go from their assembly buffer straight into the ring of
+ * a byte channel (claim, one memcpy, commit): no Lua string is made. One
+ * call moves a run of messages of one kind, so the caller can say which
+ * kind they were. */
+
+/* Moves up to max queued messages of the head's kind into ch. Returns how
+ * many (> 0, *op their kind), or, when none moved, NX_WS_INTO_*: NONE (no
+ * message queued), FULL (no room now for the head's *n bytes), EMPTY (the
+ * head was an empty message: dropped, *op its kind: a byte channel carries
+ * no 0-byte message), BIG (the head's *n bytes exceed the channel's
+ * capacity; it stays queued), CLOSED (the channel's receiver is gone). */
+static int nx_ws_into(nx_ws *w, nexus_bchan *ch, uint32_t max, int *op, size_t *n) {
+  size_t cap = nexus_bchan_capacity(ch);
+  int moved = 0;
+  nx_ws_msg *m;
+  while ((m = w->head) && (uint32_t)moved < max) {
+    if (moved && m->op != *op) break;
+    if (m->len == 0 || m->len > cap) {
+      if (moved) break;
+      *op = m->op;
+      *n = m->len;
+      if (m->len) return NX_WS_INTO_BIG;
+      nx_ws_drop(w);
+      return NX_WS_INTO_EMPTY;
+    }
+    nexus_bclaim c;
+    memset(&c, 0, sizeof c);
+    int rc = nexus_bchan_claim(ch, m->len, &c);
+    if (rc != 0) {
+      if (moved) break;
+      *n = m->len;
+      return rc == NEXUS_EPIPE ? NX_WS_INTO_CLOSED : NX_WS_INTO_FULL;
+    }
+    memcpy(c.ptr, m->data, m->len);
+    *op = m->op;
+    nx_ws_drop(w);
+    moved++;
+    if (nexus_bchan_commit(&c) != 0) return moved;   /* the receiver closed since */
+  }
+  return moved ? moved : NX_WS_INTO_NONE;
+}
+
+/* Copies the head message into dst when it is n bytes long, and drops it:
+ * its kind, or 0 (no such message: another reader took it meanwhile). */
+static int nx_ws_take_into(nx_ws *w, uint8_t *dst, size_t n) {
+  nx_ws_msg *m = w->head;
+  if (!m || m->len != n) return 0;
+  int op = m->op;
+  memcpy(dst, m->data, n);
+  nx_ws_drop(w);
+  return op;
 }
 
 /* The pending output: pointer and *n (valid until the next call here). */
@@ -421,11 +524,14 @@ typedef struct nx_ws_api {
   int (*utf8)(const char *p, size_t n);
   int (*accept_key)(const char *key, size_t n, char *out);
   int (*gen_key)(char *out);
+  int (*into)(nx_ws *w, nexus_bchan *ch, uint32_t max, int *op, size_t *n);
+  int (*take_into)(nx_ws *w, uint8_t *dst, size_t n);
 } nx_ws_api;
 
 static const nx_ws_api nx_ws_api_table = {
   nx_ws_new, nx_ws_free, nx_ws_feed, nx_ws_queue, nx_ws_close, nx_ws_peek, nx_ws_drop,
   nx_ws_out, nx_ws_out_done, nx_ws_utf8, nx_ws_accept_key, nx_ws_gen_key,
+  nx_ws_into, nx_ws_take_into,
 };
 
 void nx_ws_open(lua_State *L) {

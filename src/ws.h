@@ -38,6 +38,12 @@ typedef struct nx_ws nx_ws;
 /* Return codes of nx_ws_queue and nx_ws_close. */
 enum { NX_WS_OK = 0, NX_WS_CLOSED = -1, NX_WS_NOMEM = -2, NX_WS_INVAL = -3 };
 
+/* Return codes of nx_ws_into when it moved nothing (ws:recv_into). */
+enum {
+  NX_WS_INTO_NONE = -10, NX_WS_INTO_FULL = -11, NX_WS_INTO_EMPTY = -12,
+  NX_WS_INTO_BIG = -13, NX_WS_INTO_CLOSED = -14
+};
+
 /* Opener: called from luaopen_nexus_core with the module table on top. */
 void nx_ws_open(lua_State *L);
 

@@ -23,6 +23,7 @@ local time = require "nexus.time"
 local sync = require "nexus.sync"
 local task = require "nexus.task"
 local sel = require "nexus.select"
+local bytes = require "nexus.bytes"
 
 local type, tostring, tonumber, pairs, ipairs, floor = type, tostring, tonumber, pairs, ipairs, math.floor
 local setmetatable, getmetatable, pcall, error, huge = setmetatable, getmetatable, pcall, error, math.huge
@@ -56,6 +57,8 @@ typedef struct nx_ws_api {
   int (*utf8)(const char *p, size_t n);
   int (*accept_key)(const char *key, size_t n, char *out);
   int (*gen_key)(char *out);
+  int (*into)(nx_ws_pub *w, nexus_bchan *ch, uint32_t max, int *op, size_t *n);
+  int (*take_into)(nx_ws_pub *w, uint8_t *dst, size_t n);
 } nx_ws_api;
 ]]
 
@@ -63,11 +66,18 @@ local C = ffi.cast("const nx_ws_api *", core.ws_api)
 local c_new, c_free, c_feed, c_queue, c_close = C.new, C.free, C.feed, C.queue, C.close
 local c_peek, c_drop, c_out, c_out_done, c_utf8 = C.peek, C.drop, C.out, C.out_done, C.utf8
 local c_accept_key, c_gen_key = C.accept_key, C.gen_key
+local c_into, c_take_into = C.into, C.take_into
+local Sender, Receiver = bytes.Sender, bytes.Receiver
+local bmsg_t = ffi.typeof("nexus_bmsg")
+local istype = ffi.istype
 local nout = ffi.new("size_t[1]")
 local opout = ffi.new("int[1]")
 local keybuf = ffi.new("char[32]")
 
 local OP_TEXT, OP_BINARY, OP_PING = 1, 2, 9
+-- nx_ws_into's statuses when it moved nothing (src/ws.h)
+local INTO_NONE, INTO_FULL, INTO_EMPTY, INTO_BIG, INTO_CLOSED = -10, -11, -12, -13, -14
+local MSG_HELD = 1                   -- nexus_bmsg.st_ of a received, unreleased message
 local KIND = { [1] = "text", [2] = "binary" }
 local QERR = { [-1] = "closed", [-2] = "out of memory", [-3] = "invalid message" }
 local FAIL_REASON = { [1002] = "protocol error", [1007] = "invalid utf-8", [1009] = "message too big",
@@ -77,6 +87,7 @@ local CLOSE_WAIT = 2                 -- seconds a close handshake may take
 local DEFAULT_MAX = 16 * 2 ^ 20
 local DEFAULT_TIMEOUT = 5
 local MAXSIZE = 2 ^ 52
+local GATHER_MAX = 64 * 1024         -- output held back while replies are gathered
 
 local M = { CLOSE_WAIT = CLOSE_WAIT }
 local WS = {}
@@ -278,6 +289,7 @@ function WS.recv(ws)
   while true do
     if c.nmsg > 0 then return pop(c) end
     if ws.done or c.dead ~= 0 then return finish(ws) end
+    if c.outlen > 0 then flush(ws) end     -- replies gathered (queue)
     local data, err = s:read()
     if not data then
       if err == "timeout" then return nil, "timeout" end
@@ -331,25 +343,114 @@ function WS.recv_op(ws)
   return sel.op(RecvOp, { ws = ws }, "ws:recv_op")
 end
 
-local function queue(ws, fname, op, data)
+-- What an argument is, for error messages.
+local function what(v)
+  local mt = getmetatable(v)
+  if mt == Receiver then return "a byte channel receiver" end
+  if mt == Sender then return "a byte channel sender" end
+  return type(v)
+end
+
+-- (suspends) n, kind | 0, kind | nil, "closed", code, reason |
+-- nil, "timeout" | nil, "channel closed" | nil, "message too big for the
+-- channel", len. Moves the next received messages, a run of one kind (at
+-- most max, default all that are queued and fit), from the connection's
+-- buffer straight into the byte channel of sender tx, in C: no Lua
+-- string is made. Waits for room while the channel is full, and reads
+-- nothing from the socket meanwhile (the peer then meets TCP's
+-- backpressure). An empty message (a byte channel carries none) is
+-- consumed and returned as 0, kind. A message longer than the channel's
+-- capacity stays queued (ws:recv takes it).
+function WS.recv_into(ws, tx, max)
+  local fname = "ws:recv_into"
+  check_ws(fname, ws)
+  if getmetatable(tx) ~= Sender then
+    argerror(fname, "expected a byte channel sender (nexus.channel.bytes), got " .. what(tx))
+  end
+  if max ~= nil and (type(max) ~= "number" or max ~= floor(max) or max < 1) then
+    argerror(fname, "max must be a positive integer, got "
+      .. (type(max) == "number" and tostring(max) or type(max)))
+  end
+  if tx:is_closed() then argerror(fname, "the byte channel is closed") end
+  if api_in_task() == 0 then no_task(fname, -1) end
+  if not max or max > 0x7fffffff then max = 0x7fffffff end
+  local c, s, ch = ws.c, ws.s, tx._ch
+  while true do
+    if c.nmsg > 0 then
+      local n = c_into(c, ch, max, opout, nout)
+      if n > 0 then return n, KIND[opout[0]] end
+      if n == INTO_EMPTY then return 0, KIND[opout[0]] end
+      if n == INTO_CLOSED then return nil, "channel closed" end
+      if n == INTO_BIG then return nil, "message too big for the channel", tonumber(nout[0]) end
+      -- INTO_FULL: wait for room for the head message (in the channel's
+      -- FIFO of waiting producers), then move it
+      local need = tonumber(nout[0])
+      local cl = tx:claim(need)
+      if not cl then return nil, "channel closed" end
+      local op = c_take_into(c, cl.ptr, need)
+      if op > 0 then
+        if not cl:commit() then return nil, "channel closed" end
+        return 1, KIND[op]
+      end
+      cl:abort()                          -- another reader took it: again
+    else
+      if ws.done or c.dead ~= 0 then return finish(ws) end
+      if c.outlen > 0 then flush(ws) end   -- replies gathered (queue)
+      local data, err = s:read()
+      if not data then
+        if err == "timeout" then return nil, "timeout" end
+        ws.ioerr = err
+        return finish(ws)
+      end
+      c_feed(c, data, #data)
+      if c.dead ~= 0 then set_done(ws) end
+      if c.outlen > 0 then flush(ws) end
+    end
+  end
+end
+
+local function queue(ws, fname, op, data, len, more)
   if api_in_task() == 0 then no_task(fname, -1) end
   if ws.werr then return nil, ws.werr end
   local c = ws.c
   if ws.done or c.sclosed ~= 0 then return nil, "closed" end
-  local rc = c_queue(c, op, data, #data)
+  local rc = c_queue(c, op, data, len or #data)
   if rc ~= 0 then return nil, QERR[rc] or "closed" end
+  -- Replies gathered: while received messages wait in the queue, the
+  -- reader takes them without reading the socket, so the output is
+  -- written once it has taken them all (recv flushes before it reads),
+  -- or when this task yields (a kicked task), whichever comes first: one
+  -- write for a batch instead of one per message. more: the caller says
+  -- more sends follow at once (as MSG_MORE).
+  if (more or c.nmsg > 0) and op ~= OP_PING and c.outlen < GATHER_MAX then
+    kick(ws)
+    return true
+  end
   return flush(ws)
 end
 
--- (suspends under backpressure) true | nil, err
-function WS.send(ws, data, kind)
+-- (suspends under backpressure) true | nil, err. data: a string, or a
+-- message received from a byte channel (rx:recv()), sent from its bytes
+-- without a Lua string (it may be released once send returns). more:
+-- true when more sends follow at once: the output is gathered (written
+-- before the next socket read, at the task's next yield, or past 64 KiB).
+function WS.send(ws, data, kind, more)
   local fname = "ws:send"
   check_ws(fname, ws)
-  if type(data) ~= "string" then argerror(fname, "expected a string, got " .. type(data)) end
+  local len
+  if type(data) == "string" then
+    len = #data
+  elseif istype(bmsg_t, data) then
+    if data.st_ ~= MSG_HELD then argerror(fname, "the byte channel message was released") end
+    len = data.len
+    data = data.ptr
+  else
+    argerror(fname, "expected a string or a byte channel message, got " .. type(data))
+  end
   local op
   if kind == nil or kind == "text" then
     op = OP_TEXT
-    if c_utf8(data, #data) == 0 then
+    if c_utf8(data, len) == 0 then
       argerror(fname, "text is not valid UTF-8 (send it as \"binary\")")
     end
   elseif kind == "binary" then
@@ -357,7 +458,7 @@ function WS.send(ws, data, kind)
   else
     argerror(fname, "kind must be \"text\" or \"binary\", got " .. tostring(kind))
   end
-  return queue(ws, fname, op, data)
+  return queue(ws, fname, op, data, len, more)
 end
 
 -- (suspends under backpressure) true | nil, err. The pong is not awaited
