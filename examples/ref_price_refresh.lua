@@ -8,33 +8,23 @@
 --   nexus examples/ref_price_refresh.lua [refreshes] [url [ca_file]]
 --
 -- Without a url the example serves the prices itself, on 127.0.0.1, with
--- a few lines of nexus.tcp: a slow endpoint (50 ms per answer) that
--- returns {"px": 100.25}, then 100.50, and so on.
+-- nexus.http.listen: a slow endpoint (50 ms per answer) that returns
+-- {"px": 100.25}, then 100.50, and so on.
 local nexus = require "nexus"
 
 local refreshes = tonumber((...)) or 3
 local url, ca_file = select(2, ...)
 
--- The price service: HTTP/1.1 with keep-alive, one answer per request.
-local function serve(ln)
+-- The price service, on nexus.http.listen: a slow upstream that answers
+-- each GET /price with the next price.
+local function serve()
   local n = 0
-  while true do
-    local s = ln:accept()
-    if not s then return end
-    nexus.spawn(function()
-      while true do
-        local line = s:read_line()
-        if not line then break end
-        repeat local h = s:read_line() until not h or h == ""
-        nexus.sleep(0.05)                          -- the slow upstream
-        n = n + 1
-        local body = ('{"px": %.2f}'):format(100 + n * 0.25)
-        s:write(("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s")
-          :format(#body, body))
-      end
-      s:close()
-    end)
-  end
+  return assert(nexus.http.listen("127.0.0.1", 0, function(req)
+    if req.path ~= "/price" then return 404, nil, "no such thing\n" end
+    nexus.sleep(0.05)                              -- the slow upstream
+    n = n + 1
+    return 200, { ["content-type"] = "application/json" }, ('{"px": %.2f}'):format(100 + n * 0.25)
+  end))
 end
 
 local world = nexus.world.builder()
@@ -43,11 +33,10 @@ local world = nexus.world.builder()
 
 local rt = nexus.runtime.builder(world):build()
 rt:block_on(function()
-  local ln
+  local srv
   if not url then
-    ln = assert(nexus.tcp.listen("127.0.0.1", 0))
-    url = "http://127.0.0.1:" .. ln:local_addr():match(":(%d+)$") .. "/price"
-    nexus.spawn(serve, ln)
+    srv = serve()
+    url = "http://" .. srv:local_addr() .. "/price"
   end
   local hot_ticks = 0
   local hot = nexus.spawn(function()              -- the hot path
@@ -77,7 +66,7 @@ rt:block_on(function()
     end
   end
   hot:abort()
-  if ln then ln:close() end
+  if srv then srv:close() end
 end)
 
 local ref = world:resource("RefPrice")
