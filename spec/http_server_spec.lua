@@ -363,6 +363,65 @@ describe("nexus.http.listen over raw sockets", function()
   end)
 end)
 
+describe("nexus.http.listen with mutated requests", function()
+  it("answers or closes on 600 mangled requests, and still serves a good one", function()
+    local seeds = {
+      "GET /a?b=c HTTP/1.1\r\nHost: x\r\nX-A: 1\r\n\r\n",
+      "POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+      "GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        .. "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+    }
+    math.randomseed(20261204)
+    local function mangle(r)
+      for _ = 1, math.random(1, 4) do
+        local op, i = math.random(1, 4), math.random(1, #r)
+        if op == 1 then                       -- flip a byte
+          r = r:sub(1, i - 1) .. string.char(math.random(0, 255)) .. r:sub(i + 1)
+        elseif op == 2 then                   -- cut
+          r = r:sub(1, i)
+        elseif op == 3 then                   -- repeat a piece
+          local j = math.min(#r, i + math.random(0, 20))
+          r = r:sub(1, j) .. r:sub(i, j):rep(math.random(1, 50)) .. r:sub(j + 1)
+        else                                  -- insert a control byte
+          r = r:sub(1, i - 1) .. string.char(math.random(0, 31)) .. r:sub(i)
+        end
+      end
+      return r
+    end
+    local statuses, body = with_server(function(req)
+      if req.path == "/ws" and req.headers.upgrade then
+        local ws = req:websocket()
+        if ws then ws:close() end
+        return
+      end
+      local b = req:body()
+      return 200, nil, tostring(b and #b)
+    end, { request_timeout = 0.05, body_timeout = 0.05, idle_timeout = 0.05, max_body = 4096,
+           on_error = function() end }, function(_, port)
+      local seen = {}
+      for i = 1, 600 do
+        local s = raw(port, mangle(seeds[(i - 1) % #seeds + 1]))
+        s:set_timeouts { read = 2 }
+        local line = s:read_line()
+        local st = line and line:match("^HTTP/1%.1 (%d%d%d)") or "none"
+        seen[st] = (seen[st] or 0) + 1
+        s:close()
+      end
+      local s = raw(port, "GET /fine HTTP/1.1\r\nHost: x\r\n\r\n")
+      local st, _, b = response(s)
+      s:close()
+      return seen, st .. " " .. b
+    end)
+    local t = {}
+    for k, v in pairs(statuses) do t[#t + 1] = k .. "=" .. v end
+    print("mangled: " .. table.concat(t, " "))
+    assert.equal("200 0", body)
+    assert.truthy((statuses["400"] or 0) > 50, "too few 400s")
+    assert.truthy((statuses["200"] or 0) > 10, "too few 200s")
+  end)
+end)
+
 describe("nexus.http.listen upgrades", function()
   it("req:websocket() hands the connection to a WebSocket", function()
     local got = with_server(function(req)
