@@ -116,7 +116,7 @@ static int nx_chan_push(nx_chan *ch) {
 int nx_chan_send(nx_chan_end *e, int wait) {
   nx_chan *ch = e->ch;
   nx_rt *rt = nx_cur_rt;
-  nx_task *cur = rt ? rt->cur : NULL;
+  nx_task *cur = rt && ch->granted ? rt->cur : NULL;   /* no grant: no granted sender */
   if (cur && cur->wobj == ch && cur->cancel == nx_chan_tx_cancel) {
     /* The grant of a woken sender: its slot was reserved. */
     cur->wobj = NULL;

@@ -620,8 +620,12 @@ static int nx_refuse(lua_State *L) {
  * about 40, so every frame less on this path is room the task's own code
  * keeps before its first wait has to grow (reallocate) the stack. */
 static int l_suspend(lua_State *L) {
-  if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
   nx_rt *rt = nx_cur_rt;
+  /* The common case first: the task's own coroutine (not a timed
+   * function's, nor one of the user's), able to yield. */
+  if (rt && rt->cur && rt->cur->co == L && !nx_borrow_hint && lua_isyieldable(L))
+    return lua_yield(L, 0);
+  if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
   if (rt && rt->coop_pending) {   /* only the budget asked: go on instead */
     rt->coop_pending = 0;
     return 0;

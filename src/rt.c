@@ -420,7 +420,7 @@ static int nx_q_grow(nx_rt *rt) {
 
 const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 
-void nx_task_ready(nx_rt *rt, nx_task *t) {
+void nx_task_ready_slow(nx_rt *rt, nx_task *t) {
   if (t->kind) {              /* a stand-in record: its owner hears of it */
     t->state = NX_READY;
     if (t->kind == NX_KIND_PROXY) nx_sel_fired(rt, t);   /* a select op */
@@ -432,11 +432,7 @@ void nx_task_ready(nx_rt *rt, nx_task *t) {
     fputs("nexus: out of memory growing the ready queue\n", stderr);
     abort();
   }
-  t->state = NX_READY;
-  t->since = rt->event_time;
-  nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
-  e->slot = t->slot;
-  e->seq = ++t->qseq;
+  nx_task_ready(rt, t);
 }
 
 static nx_task *nx_q_pop(nx_rt *rt) {
@@ -451,15 +447,6 @@ static nx_task *nx_q_pop(nx_rt *rt) {
 }
 
 /* ---- waits ---- */
-
-void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
-  if (t->state != NX_WAITING) return;      /* stale wake */
-  t->cancel = NULL;
-  t->wobj = NULL;
-  t->wake = (int8_t)code;
-  t->wseq++;
-  nx_task_ready(rt, t);
-}
 
 void nx_task_grant(nx_rt *rt, nx_task *t) {
   if (t->state != NX_WAITING) return;
@@ -481,22 +468,6 @@ void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
 }
 
 static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_timer_disarm(&rt->heap, &t->tm); }
-
-nx_task *nx_running(nx_rt *rt) {
-  nx_task *t = rt->cur;
-  return (t && t->state == NX_RUNNING) ? t : NULL;
-}
-
-int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
-  nx_task *t = nx_running(rt);
-  if (!t) return NX_E_NOTASK;
-  t->since = rt->event_time;
-  t->wobj = obj;
-  t->cancel = cancel;
-  t->state = NX_WAITING;
-  t->wseq++;
-  return NX_OK;
-}
 
 int nx_wait_sleep(nx_rt *rt, double deadline) {
   nx_task *t = nx_running(rt);

@@ -198,7 +198,21 @@ void nx_disown(nx_rt *rt, nx_owned *o);
 void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
-void nx_task_ready(nx_rt *rt, nx_task *t);
+/* Queues t (a stand-in record tells its owner instead). The common case,
+ * a task and room in the ring, is inline: every wake of a channel,
+ * token or socket waiter comes through here. */
+void nx_task_ready_slow(nx_rt *rt, nx_task *t);
+static inline void nx_task_ready(nx_rt *rt, nx_task *t) {
+  if (t->kind || rt->qn == rt->qcap) {
+    nx_task_ready_slow(rt, t);
+    return;
+  }
+  t->state = NX_READY;
+  t->since = rt->event_time;
+  nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
+  e->slot = t->slot;
+  e->seq = ++t->qseq;
+}
 /* The task's name (lmodule.c keeps names), or NULL: for reports. */
 extern const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 /* A task has no coroutine until it first runs: the function on top of L
@@ -218,7 +232,15 @@ int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded);
 int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out);
 void nx_pool_give(nx_rt *rt, nx_task *t);                 /* an unused claim */
 void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
-void nx_task_wake(nx_rt *rt, nx_task *t, int code);
+/* Ends t's wait (a stale wake, of a task no longer waiting, is ignored). */
+static inline void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
+  if (t->state != NX_WAITING) return;
+  t->cancel = NULL;
+  t->wobj = NULL;
+  t->wake = (int8_t)code;
+  t->wseq++;
+  nx_task_ready(rt, t);
+}
 /* Ends t's wait with a grant t takes when it runs (a reserved channel
  * slot): t is readied but keeps wobj and cancel, so that if t is aborted
  * before it runs, cancel(rt, t) is called (with t->state == NX_READY) and
@@ -276,13 +298,26 @@ void nx_rt_abort_all(nx_rt *rt, lua_State *L);
  * timeout, runtime close), cancel(rt, t) runs once and must unlink t from
  * obj. Either way exactly one of the two happens. t->wobj is obj until
  * then. Waking a task that no longer waits is ignored (stale). */
-nx_task *nx_running(nx_rt *rt);                  /* may start a wait, or NULL */
+/* The running task if it may start a wait, or NULL. */
+static inline nx_task *nx_running(nx_rt *rt) {
+  nx_task *t = rt->cur;
+  return (t && t->state == NX_RUNNING) ? t : NULL;
+}
 /* For nexus.tasks(): a component names its waits by their cancel
  * callback; describe (optional) writes what obj is ("127.0.0.1:9000"). */
 void nx_wait_kind(nx_cancel_fn cancel, const char *what,
                   void (*describe)(nx_task *t, char *buf, size_t n));
 void nx_describe_wait(nx_task *t, char *buf, size_t n);
-int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj);
+static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
+  nx_task *t = nx_running(rt);
+  if (!t) return NX_E_NOTASK;
+  t->since = rt->event_time;
+  t->wobj = obj;
+  t->cancel = cancel;
+  t->state = NX_WAITING;
+  t->wseq++;
+  return NX_OK;
+}
 int nx_wait_sleep(nx_rt *rt, double deadline);
 int nx_wait_join(nx_rt *rt, nx_task *target);
 int nx_dl_push(nx_rt *rt, double deadline);
