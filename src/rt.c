@@ -147,6 +147,7 @@ static nx_task *nx_take_slot(nx_rt *rt) {
   if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
   nx_task *t = nx_task_at(rt, rt->used);
   t->slot = rt->used++;
+  t->x = NULL;
   t->state = NX_FREE;
   t->flags = 0;
   t->co = NULL;
@@ -266,11 +267,7 @@ static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->nargs = 0;
   t->cancel = NULL;
   t->wobj = NULL;
-  t->joiner = NULL;
-  t->dl = NULL;
-  t->ndl = 0;
-  t->guards = NULL;
-  t->claims = NULL;
+  if (t->x) memset(t->x, 0, sizeof *t->x);
   t->kind = NX_KIND_TASK;
   rt->alive++;
   rt->st.spawned++;
@@ -477,16 +474,23 @@ int nx_wait_sleep(nx_rt *rt, double deadline) {
   return nx_wait(rt, nx_sleep_cancel, NULL);
 }
 
+nx_task_x *nx_task_ext(nx_task *t) {
+  if (!t->x) t->x = calloc(1, sizeof *t->x);
+  return t->x;
+}
+
 static void nx_join_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_task *target = t->wobj;
-  if (target && target->joiner == t) target->joiner = NULL;
+  if (target && nx_joiner(target) == t) target->x->joiner = NULL;
 }
 
 int nx_wait_join(nx_rt *rt, nx_task *target) {
   nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
-  target->joiner = t;
+  nx_task_x *x = nx_task_ext(target);
+  if (!x) return NX_E_NOMEM;
+  x->joiner = t;
   return nx_wait(rt, nx_join_cancel, target);
 }
 
@@ -539,6 +543,8 @@ void nx_describe_wait(nx_task *t, char *buf, size_t n) {
 int nx_dl_push(nx_rt *rt, double deadline) {
   nx_task *t = rt->cur;
   if (!t) return NX_E_NOTASK;
+  nx_task_x *x = nx_task_ext(t);
+  if (!x) return NX_E_NOMEM;
   nx_deadline *d = rt->dlfree;
   if (d) rt->dlfree = d->prev;
   else if (!(d = malloc(sizeof *d))) return NX_E_NOMEM;
@@ -552,9 +558,9 @@ int nx_dl_push(nx_rt *rt, double deadline) {
     rt->dlfree = d;
     return NX_E_NOMEM;
   }
-  d->prev = t->dl;
-  t->dl = d;
-  return (int)++t->ndl;
+  d->prev = x->dl;
+  x->dl = d;
+  return (int)++x->ndl;
 }
 
 /* True when L is a coroutine nexus drives for the running task: the
@@ -564,29 +570,31 @@ int nx_may_suspend(nx_rt *rt, lua_State *L) {
   nx_task *t = rt->cur;
   if (!t) return 0;
   if (L == t->co) return 1;
-  for (nx_deadline *d = t->dl; d; d = d->prev)
+  for (nx_deadline *d = nx_task_dl(t); d; d = d->prev)
     if (d->co == L) return 1;
   return 0;
 }
 
 static nx_deadline *nx_dl_at(nx_task *t, int level) {
-  nx_deadline *d = t->dl;
-  for (uint32_t n = t->ndl; d && n > (uint32_t)level; n--) d = d->prev;
+  nx_deadline *d = nx_task_dl(t);
+  for (uint32_t n = nx_task_ndl(t); d && n > (uint32_t)level; n--) d = d->prev;
   return d;
 }
 
 int nx_dl_state(nx_rt *rt, int level) {
   nx_task *t = rt->cur;
-  if (!t || level < 1 || (uint32_t)level > t->ndl) return NX_E_NOTASK;
+  if (!t || level < 1 || (uint32_t)level > nx_task_ndl(t)) return NX_E_NOTASK;
   return nx_dl_at(t, level)->state;
 }
 
 /* Pops `level` and every deeper one (an abandoned inner timeout). */
 static void nx_dl_pop_task(nx_rt *rt, nx_task *t, uint32_t level) {
-  while (t->ndl >= level && t->dl) {
-    nx_deadline *d = t->dl;
-    t->dl = d->prev;
-    t->ndl--;
+  nx_task_x *x = t->x;
+  if (!x) return;
+  while (x->ndl >= level && x->dl) {
+    nx_deadline *d = x->dl;
+    x->dl = d->prev;
+    x->ndl--;
     nx_timer_disarm(&rt->heap, &d->tm);
     d->prev = rt->dlfree;
     rt->dlfree = d;
@@ -613,12 +621,13 @@ static void nx_fire_timers(nx_rt *rt, double now) {
   nx_timer *tm;
   while ((tm = nx_heap_pop_due(&rt->heap, now))) {
     rt->st.timers_fired++;
+    void *owner = (char *)tm;     /* tm is the first member of its owner */
     if (tm->kind == NX_TM_SLEEP) {
-      nx_task *t = (nx_task *)tm;
+      nx_task *t = owner;
       t->cancel = NULL;
       nx_task_wake(rt, t, NX_WAKE_OK);
     } else {
-      nx_fire_deadline(rt, (nx_deadline *)tm);
+      nx_fire_deadline(rt, owner);
     }
   }
 }
@@ -652,11 +661,12 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->cancel) nx_task_cancel_wait(rt, t);   /* a wait it never yielded for */
   t->state = NX_DONE;
   rt->alive--;
-  if (t->guards) nx_guards_fire(t);
-  if (t->claims) nx_bchan_task_ended(t);
-  if (t->joiner) {
-    nx_task *j = t->joiner;
-    t->joiner = NULL;
+  nx_task_x *x = t->x;
+  if (x && x->guards) nx_guards_fire(t);
+  if (x && x->claims) nx_bchan_task_ended(t);
+  if (x && x->joiner) {
+    nx_task *j = x->joiner;
+    x->joiner = NULL;
     if (j->kind == NX_KIND_GROUP) nx_group_ended(rt, j, t);
     else nx_task_wake(rt, j, NX_WAKE_OK);
   }
@@ -677,7 +687,7 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how) {
       nx_capture_error(L, t);
       rt->finishing = NULL;
     }
-    if (!t->joiner && !(t->flags & NX_F_ROOT)) {
+    if (!nx_joiner(t) && !(t->flags & NX_F_ROOT)) {
       if (rt->report_errors) {
         nx_report(t);
         t->flags |= NX_F_REPORTED;
@@ -962,6 +972,7 @@ void nx_rt_unref(nx_rt *rt) {
   nx_rt_unregister(rt);
   free(rt->zomb);
   free(rt->pool_free);
+  for (uint32_t s = 0; s < rt->used; s++) free(nx_task_at(rt, s)->x);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
   free(rt->freev);

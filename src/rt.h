@@ -59,28 +59,42 @@ struct nx_deadline {            /* one level of nexus.timeout in a task */
   uint8_t state;
 };
 
+/* What few tasks use, kept out of the record: allocated at a slot's
+ * first need (a join waiting on it, a timeout, a drop guard, a byte
+ * channel claim) and kept with the slot for its next tasks. */
+typedef struct nx_task_x {
+  nx_task *joiner;              /* the one task waiting in join/result */
+  nx_deadline *dl;              /* innermost timeout level */
+  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
+  struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
+  uint32_t ndl;                 /* timeout levels */
+} nx_task_x;
+
+/* 80 bytes: a parked task costs this besides its coroutine. */
 struct nx_task {
-  nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP */
+  nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP (10 bytes, packed) */
+  uint8_t state, end, flags;
+  uint8_t ran;                  /* resumed by the executor at least once */
+  uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
+  int8_t wake;                  /* how the last wait ended */
   lua_State *co;                /* anchored at rt tasks table [slot] */
   uint64_t id;
   nx_cancel_fn cancel;          /* releases the current wait, or NULL */
-  void *wobj;                   /* what it waits on */
-  nx_task *joiner;              /* the one task waiting in join/result */
-  nx_deadline *dl;              /* innermost timeout level */
+  void *wobj;                   /* what it waits on; the next free slot + 1 while free */
+  nx_task_x *x;                 /* the rarely used part, or NULL */
+  double since;                 /* event_time when its state last changed */
   uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
-  uint16_t holds;               /* C-side holds (block_on root) */
-  uint8_t ran;                  /* resumed by the executor at least once */
-  uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
-  uint8_t state, end, flags;
-  int8_t wake;                  /* how the last wait ended */
-  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
-  uint16_t ndl;                 /* timeout levels */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
-  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
-  struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
-  double since;                 /* event_time when its state last changed */
+  uint16_t holds;               /* C-side holds (block_on root) */
+  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
 };
+
+/* The task's x part, made at first need; NULL on ENOMEM. */
+nx_task_x *nx_task_ext(nx_task *t);
+static inline nx_task *nx_joiner(const nx_task *t) { return t->x ? t->x->joiner : NULL; }
+static inline nx_deadline *nx_task_dl(const nx_task *t) { return t->x ? t->x->dl : NULL; }
+static inline uint32_t nx_task_ndl(const nx_task *t) { return t->x ? t->x->ndl : 0; }
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
 typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
