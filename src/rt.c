@@ -125,13 +125,6 @@ static int nx_grow_slots(nx_rt *rt) {
     rt->pages = pages;
     rt->pcap = cap;
   }
-  if (rt->nslots + NX_PAGE_SIZE > rt->fcap) {
-    uint32_t cap = rt->fcap ? rt->fcap * 2 : NX_PAGE_SIZE;
-    uint32_t *freev = realloc(rt->freev, cap * sizeof *freev);
-    if (!freev) return -1;
-    rt->freev = freev;
-    rt->fcap = cap;
-  }
   /* Not calloc: a record is initialised when first taken. */
   nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
   if (!page) return -1;
@@ -143,7 +136,12 @@ static int nx_grow_slots(nx_rt *rt) {
 /* A free record: the last one released, else the next never used (low
  * slots first, so the Lua arrays indexed by slot stay dense). */
 static nx_task *nx_take_slot(nx_rt *rt) {
-  if (rt->nfree) return nx_task_at(rt, rt->freev[--rt->nfree]);
+  if (rt->free_head) {
+    nx_task *t = nx_task_at(rt, rt->free_head - 1);
+    rt->free_head = (uint32_t)(uintptr_t)t->wobj;
+    t->wobj = NULL;
+    return t;
+  }
   if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
   nx_task *t = nx_task_at(rt, rt->used);
   t->slot = rt->used++;
@@ -251,7 +249,8 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
     t->co = NULL;
     t->flags = 0;
     t->state = NX_FREE;
-    rt->freev[rt->nfree++] = slot;
+    t->wobj = (void *)(uintptr_t)rt->free_head;   /* a free record links the next */
+    rt->free_head = slot + 1;
   }
   rt->nzomb = keep;
 }
@@ -403,8 +402,7 @@ void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t) {
 
 /* ---- ready queue ---- */
 
-static int nx_q_grow(nx_rt *rt) {
-  uint32_t cap = rt->qcap * 2;
+static int nx_q_resize(nx_rt *rt, uint32_t cap) {
   nx_qent *q = malloc(cap * sizeof *q);
   if (!q) return -1;
   for (uint32_t i = 0; i < rt->qn; i++) q[i] = rt->q[(rt->qhead + i) & (rt->qcap - 1)];
@@ -413,6 +411,20 @@ static int nx_q_grow(nx_rt *rt) {
   rt->qhead = 0;
   rt->qcap = cap;
   return 0;
+}
+
+static int nx_q_grow(nx_rt *rt) { return nx_q_resize(rt, rt->qcap * 2); }
+
+/* A burst of spawns grows the ring to hold them all (100,000 tasks: 1 MB);
+ * once it has drained to an eighth, it shrinks to twice what it holds, so
+ * the burst's memory goes back (a ring that size is mmap'ed: to the
+ * system). The eighth keeps a queue that hovers near a power of two from
+ * resizing back and forth. */
+#define NX_Q_KEEP 4096
+static void nx_q_shrink(nx_rt *rt) {
+  uint32_t cap = rt->qcap;
+  while (cap > NX_Q_KEEP && rt->qn < cap / 8) cap /= 2;
+  if (cap < rt->qcap) (void)nx_q_resize(rt, cap);   /* no memory: keep the big one */
 }
 
 const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
@@ -799,10 +811,11 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
 static void nx_run_batch(nx_rt *rt, lua_State *L) {
   for (uint32_t n = 0; n < rt->tasks_per_cycle; n++) {
     nx_task *t = nx_q_pop(rt);
-    if (!t) return;
+    if (!t) break;
     nx_resume(rt, L, t);
     if (rt->fatal) return;
   }
+  if (rt->qcap > NX_Q_KEEP && rt->qn < rt->qcap / 8) nx_q_shrink(rt);
 }
 
 /* A non-blocking poll that always polls. uv_run(NOWAIT) returns at once,
@@ -975,7 +988,6 @@ void nx_rt_unref(nx_rt *rt) {
   for (uint32_t s = 0; s < rt->used; s++) free(nx_task_at(rt, s)->x);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
-  free(rt->freev);
   free(rt->q);
   while (rt->dlfree) {
     nx_deadline *d = rt->dlfree;

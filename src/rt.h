@@ -119,7 +119,8 @@ struct nx_rt {
   nx_task **pages;              /* task records in stable pages */
   uint32_t npages, pcap;
   uint32_t nslots, used;        /* records in pages; taken at least once */
-  uint32_t *freev, nfree, fcap; /* released slots (stack) */
+  uint32_t free_head;           /* released slots, a stack linked through
+                                   their records' wobj: the top's slot + 1, or 0 */
   nx_qent *q;                   /* ready ring, power-of-two capacity */
   uint32_t qhead, qn, qcap;
   nx_task *cur;                 /* running task */
