@@ -800,6 +800,9 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   rt->cur = NULL;
   if (t0 > 0) nx_check_slow(rt, t, co, t0);
   if (status == LUA_YIELD) {
+    /* The common case: it yielded in a wait it registered, nothing left
+     * on its stack, not aborted meanwhile. */
+    if (t->state == NX_WAITING && !(t->flags & NX_F_ABORTED) && !lua_gettop(co)) return;
     nx_task_after_yield(rt, L, t);
   } else if (t->flags & NX_F_ABORTED) {
     nx_task_abort(rt, L, t);     /* aborted itself, then ended: it was aborted */
