@@ -277,6 +277,12 @@ local function median(xs)
   return (t[n / 2] + t[n / 2 + 1]) / 2
 end
 
+local function max(xs)
+  local m
+  for _, v in ipairs(xs) do if not m or v > m then m = v end end
+  return m
+end
+
 -- Median of the per-round ratios vals[r] / ref[r]: rounds run the
 -- implementations back to back, so a burst of machine noise that slows one
 -- round slows both sides of its ratio.
@@ -330,11 +336,42 @@ local function targets(w, d)
       rel(impl, "spawn", "nexus.spawn", 1, true)
     elseif w == "sleepers" then
       rel(impl, "c-libuv", "the C libuv program (wall)", impl == "nexus-closure" and 2.0 or 1.5)
+      if impl == "nexus-closure" then
+        -- issue "Performance II": lateness <= 1.5x C's, never early; and
+        -- the wall against the interpreter's floor measured in the same run
+        local c = d.rows["c-libuv"]
+        local late, clate = median(row.late or {}), c and median(c.late or {})
+        if late and clate then
+          out[#out + 1] = string.format("%s: mean lateness %.2f ms, %.2fx the C program's %.2f (target <= 1.5x): %s",
+            impl, late, late / clate, clate, late / clate <= 1.5 and "met" or "MISSED")
+        end
+        out[#out + 1] = string.format("%s: %d early wakes at most (target 0): %s",
+          impl, max(row.early or {}) or 0, (max(row.early or {}) or 0) == 0 and "met" or "MISSED")
+        local fl = d.rows["lua-floor"]
+        if fl and fl.med and c and c.med then
+          out[#out + 1] = string.format("%s: above the floor (closures + coroutines, %.1f ms) nexus adds %.1f ms, %.2fx the C program's wall (info)",
+            impl, fl.med, row.med - fl.med, (row.med - fl.med) / c.med)
+        end
+      end
     elseif w == "chan" or w == "chan_try" then
       local limit = w == "chan" and 60 or 30
       out[#out + 1] = string.format("%s: %.1f %s (target <= %d): %s",
         impl, row.med, workloads[w].unit, limit, row.med <= limit and "met" or "MISSED")
       if w == "chan" then
+        -- issue "Performance II": <= 2x the bare resume/yield hop, and
+        -- >= 1.2x ahead of the fastest Lua channel peer
+        rel(impl, "coro", "the bare resume/yield (per hop)", 2.0)
+        local best
+        for _, p in ipairs({ "lua-chan", "luv", "luv-drain", "cqueues" }) do
+          local pr = d.rows[p]
+          if pr and pr.med and (not best or pr.med < d.rows[best].med) then best = p end
+        end
+        if best then
+          local r1, r2 = ratios(impl, best)
+          local ok1, ok2 = 1 / r1 >= 1.2, 1 / r2 >= 1.2
+          out[#out + 1] = string.format("%s: %.2fx ahead of the fastest Lua channel peer (%s), paired %.2fx (target >= 1.2x): %s",
+            impl, 1 / r1, best, 1 / r2, ok1 and ok2 and "met" or (not ok1 and not ok2) and "MISSED" or "unclear (noise)")
+        end
         rel(impl, "luv", "luv", 1, true)
         rel(impl, "luv-drain", "luv (drain)", 1, true)
         rel(impl, "cqueues", "cqueues", 1, true)
@@ -349,6 +386,7 @@ local function targets(w, d)
     elseif w == "parked" then
       out[#out + 1] = string.format("%s: %.0f bytes/task by RSS, %.0f by Lua heap (target <= 700, on RSS): %s",
         impl, row.med, median(row.lua), row.med <= 700 and "met" or "MISSED")
+      rel(impl, "coro", "a bare coroutine (RSS)", 1.2)
     end
   end
   if w == "world" then return world_targets(d, rel, out) end
@@ -400,6 +438,7 @@ local function targets(w, d)
   check("nexus")
   check("nexus-cmd")
   if w == "sleepers" then check("nexus-closure") end
+  if w == "parked" then check("nexus-token") end
   return out
 end
 
@@ -425,11 +464,6 @@ world_targets = function(d, rel, out)
   return out
 end
 
-local function max(xs)
-  local m
-  for _, v in ipairs(xs) do if not m or v > m then m = v end end
-  return m
-end
 
 -- Read the raw results.
 local data = {}     -- workload -> { order = {impl...}, rows = impl -> row }
@@ -472,12 +506,13 @@ for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", 
     local med, n, first = {}, nil, nil
     for _, impl in ipairs(d.order) do
       local row = d.rows[impl]
-      local xs, lua = {}, {}
+      local xs, lua, late, early = {}, {}, {}, {}
       for i, r in ipairs(row.runs) do
         xs[i] = r[spec.metric]; lua[i] = r.lua_per_task; n = n or r.n
+        late[i] = r.late_ms; early[i] = r.early
         first = first or r
       end
-      row.vals, row.lua = xs, lua
+      row.vals, row.lua, row.late, row.early = xs, lua, late, early
       row.med = median(xs)
       med[impl] = row.med
     end

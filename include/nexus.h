@@ -11,6 +11,12 @@
 extern "C" {
 #endif
 
+/* nexus builds its core with -fvisibility=hidden (internal calls bind
+ * directly, no PLT); what this header declares stays exported. */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
 #define NEXUS_VERSION "0.1.0"
 
 struct lua_State;
@@ -228,6 +234,10 @@ typedef struct nexus_mpsc_api {
   nexus_mpsc *(*sender_clone)(nexus_mpsc *h);
   void (*sender_close)(nexus_mpsc *h);
 } nexus_mpsc_api;
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

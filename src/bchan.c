@@ -89,19 +89,21 @@ static int bc_other_rt(const nexus_bchan *ch, const nx_rt *rt) {
  * holder), so that aborting the task gives its room back at once: the
  * claim object is reachable from the dead coroutine only until a GC. */
 
+/* t's x part exists: nx_bchan_claim_wait made it before claiming. */
 static void bc_hold(nexus_bclaim *c, nx_task *t) {
+  nx_task_x *x = t->x;
   c->task_ = t;
   c->prev_ = NULL;
-  c->next_ = t->claims;
-  if (t->claims) t->claims->prev_ = c;
-  t->claims = c;
+  c->next_ = x->claims;
+  if (x->claims) x->claims->prev_ = c;
+  x->claims = c;
 }
 
 static void bc_unhold(nexus_bclaim *c) {
   nx_task *t = c->task_;
   if (!t) return;
   if (c->prev_) c->prev_->next_ = c->next_;
-  else t->claims = c->next_;
+  else t->x->claims = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->next_ = c->prev_ = NULL;
   c->task_ = NULL;
@@ -110,7 +112,7 @@ static void bc_unhold(nexus_bclaim *c) {
 void nx_bchan_task_ended(nx_task *t) {
   nexus_bclaim *c;
   int drop = t->end != NX_END_OK;
-  while ((c = t->claims)) {
+  while ((c = t->x->claims)) {
     bc_unhold(c);
     if (drop && c->st_ == BC_CLAIMED) nexus_bchan_abort(c);
   }
@@ -303,6 +305,7 @@ int nx_bchan_claim_wait(nexus_bchan *ch, uint32_t n, nexus_bclaim *c, int wait) 
   nx_rt *rt = nx_cur_rt;
   if (bc_other_rt(ch, rt)) return NX_B_OTHERRT;
   nx_task *t = rt ? nx_running(rt) : NULL;
+  if (t && !nx_task_ext(t)) return NX_E_NOMEM;
   int rc = nexus_bchan_claim(ch, n, c);
   if (rc == 0 && t) bc_hold(c, t);
   if (rc != NEXUS_EAGAIN || !wait) return rc;

@@ -114,6 +114,8 @@ int nx_guard_new(nx_token *t, nx_guard **out) {
   nx_rt *rt = nx_cur_rt;
   nx_task *task = rt ? rt->cur : NULL;
   if (!task) return NX_E_NOTASK;
+  nx_task_x *x = nx_task_ext(task);
+  if (!x) return NX_E_NOMEM;
   nx_guard *g = malloc(sizeof *g);
   if (!g) return NX_E_NOMEM;
   g->armed = 1;
@@ -121,8 +123,8 @@ int nx_guard_new(nx_token *t, nx_guard **out) {
   g->tok = t;
   t->refs++;
   g->task = task;
-  g->next = task->guards;
-  task->guards = g;
+  g->next = x->guards;
+  x->guards = g;
   *out = g;
   return NX_OK;
 }
@@ -141,7 +143,7 @@ nx_token *nx_guard_disarm(nx_guard *g) {
   g->armed = 0;
   nx_task *task = g->task;
   if (task) {
-    for (nx_guard **p = &task->guards; *p; p = &(*p)->next) {
+    for (nx_guard **p = &task->x->guards; *p; p = &(*p)->next) {
       if (*p == g) {
         *p = g->next;
         break;
@@ -155,8 +157,8 @@ nx_token *nx_guard_disarm(nx_guard *g) {
 }
 
 void nx_guards_fire(nx_task *task) {
-  nx_guard *g = task->guards;
-  task->guards = NULL;
+  nx_guard *g = task->x->guards;
+  task->x->guards = NULL;
   while (g) {
     nx_guard *next = g->next;
     g->task = NULL;

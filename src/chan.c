@@ -21,8 +21,11 @@ static void nx_chan_unref(nx_chan *ch) {
   free(ch);
 }
 
+/* head and len are below cap: a compare wraps the ring index (a `%`
+ * is an integer division, tens of cycles, on every send and recv). */
 static uint32_t nx_chan_tail(const nx_chan *ch) {
-  return (ch->head + ch->len) % ch->cap;
+  uint32_t i = ch->head + ch->len;
+  return i >= ch->cap ? i - ch->cap : i;
 }
 
 /* Wakes the waiting receiver, if any: it calls recv again and sees what
@@ -113,7 +116,7 @@ static int nx_chan_push(nx_chan *ch) {
 int nx_chan_send(nx_chan_end *e, int wait) {
   nx_chan *ch = e->ch;
   nx_rt *rt = nx_cur_rt;
-  nx_task *cur = rt ? rt->cur : NULL;
+  nx_task *cur = rt && ch->granted ? rt->cur : NULL;   /* no grant: no granted sender */
   if (cur && cur->wobj == ch && cur->cancel == nx_chan_tx_cancel) {
     /* The grant of a woken sender: its slot was reserved. */
     cur->wobj = NULL;
@@ -153,7 +156,7 @@ int nx_chan_recv(nx_chan *ch, int wait) {
   if (ch->len) {
     if (wait && nx_coop_spend(nx_cur_rt)) return NX_CH_WAIT;   /* yields once, then retries */
     uint32_t i = ch->head;
-    ch->head = (ch->head + 1) % ch->cap;
+    ch->head = i + 1 == ch->cap ? 0 : i + 1;
     ch->len--;
     if (ch->sendq.live && !ch->rx_closed) nx_chan_grant_next(ch);
     return (int)i;

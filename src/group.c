@@ -62,8 +62,8 @@ void nx_group_watch_fired(nx_rt *rt, nx_task *watch) {
   rt->kills = g;
 }
 
-/* The waiter of next() is the sink's joiner field: a group never joins. */
-static nx_task **nx_group_waiter(nx_group *g) { return &g->sink.joiner; }
+/* The task waiting in next(). */
+static nx_task **nx_group_waiter(nx_group *g) { return &g->waiter; }
 
 static void nx_group_wake(nx_rt *rt, nx_group *g) {
   nx_task *w = *nx_group_waiter(g);
@@ -107,7 +107,7 @@ void nx_group_ended(nx_rt *rt, nx_task *sink, nx_task *member) {
 static void nx_group_abort_members(nx_rt *rt, lua_State *L, nx_group *g) {
   for (uint32_t s = 0; s < rt->used && g->live; s++) {
     nx_task *t = nx_task_at(rt, s);
-    if (t->joiner == &g->sink && t->state != NX_DONE && t->state != NX_FREE)
+    if (nx_joiner(t) == &g->sink && t->state != NX_DONE && t->state != NX_FREE)
       nx_task_abort(rt, L, t);
   }
 }
@@ -146,12 +146,13 @@ static int l_group_new(lua_State *L) {
 /* t (its handle at hidx) joins g; members table at midx. */
 void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx) {
   nx_rt *rt = nx_cur_rt;
-  if (t->joiner) luaL_error(L, "group:spawn: task %s has a joiner already", NX_ID(t->id));
+  if (nx_joiner(t)) luaL_error(L, "group:spawn: task %s has a joiner already", NX_ID(t->id));
+  if (!nx_task_ext(t)) luaL_error(L, "group:spawn: out of memory");
   if (g->rt && g->live && (g->rt != rt || g->rt_serial != rt->serial))
     luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
   g->rt = rt;
   g->rt_serial = rt->serial;
-  t->joiner = &g->sink;
+  t->x->joiner = &g->sink;
   g->members++;
   g->live++;
   lua_pushvalue(L, hidx);            /* by slot: the array part, and a member's */

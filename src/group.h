@@ -17,6 +17,7 @@ typedef struct nx_group nx_group;
 struct nx_group {
   nx_task sink;                 /* first: the members' joiner */
   nx_task watch;                /* waits on a token that aborts the members (scopes) */
+  nx_task *waiter;              /* the task waiting in next() */
   nx_rt *rt;                    /* bound by the first member */
   uint64_t rt_serial;
   uint64_t *done;               /* slots of ended members, a ring */

@@ -58,7 +58,8 @@ static void nx_where(lua_State *co, char *buf, size_t n) {
 
 /* The coroutine a task waits in: a nexus.timeout level's, if any. */
 static lua_State *nx_task_co(nx_task *t) {
-  return t->dl && t->dl->co ? t->dl->co : t->co;
+  nx_deadline *dl = nx_task_dl(t);
+  return dl && dl->co ? dl->co : t->co;
 }
 
 /* Pushes the table nexus.tasks() gives for t. */

@@ -493,10 +493,10 @@ static int nx_join_wait(lua_State *L, nx_rt *rt, nx_task *t, const char *fname) 
     return nx_error(L, "%s: not inside a nexus task", fname);
   }
   if (t == rt->cur) return nx_error(L, "%s: a task cannot join itself", fname);
-  if (t->joiner && t->joiner->kind == NX_KIND_GROUP)
+  if (nx_joiner(t) && nx_joiner(t)->kind == NX_KIND_GROUP)
     return nx_error(L, "%s: task %s belongs to a group: its group's next() or wait() gives its outcome",
                     fname, NX_ID(t->id));
-  if (t->joiner) return nx_error(L, "%s: task %s is already being joined by another task", fname, NX_ID(t->id));
+  if (nx_joiner(t)) return nx_error(L, "%s: task %s is already being joined by another task", fname, NX_ID(t->id));
   if (nx_wait_join(rt, t) != NX_OK) return nx_error(L, "%s: cannot wait here", fname);
   lua_pushlightuserdata(L, (void *)&nx_api_table);
   return 1;
@@ -621,8 +621,12 @@ static int nx_refuse(lua_State *L) {
  * about 40, so every frame less on this path is room the task's own code
  * keeps before its first wait has to grow (reallocate) the stack. */
 static int l_suspend(lua_State *L) {
-  if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
   nx_rt *rt = nx_cur_rt;
+  /* The common case first: the task's own coroutine (not a timed
+   * function's, nor one of the user's), able to yield. */
+  if (rt && rt->cur && rt->cur->co == L && !nx_borrow_hint && lua_isyieldable(L))
+    return lua_yield(L, 0);
+  if (!nx_borrow_hint && nx_why_not_suspend(L) == 0) return lua_yield(L, 0);
   if (rt && rt->coop_pending) {   /* only the budget asked: go on instead */
     rt->coop_pending = 0;
     return 0;
@@ -648,10 +652,10 @@ static int l_dl_bind(lua_State *L) {
   nx_rt *rt = nx_cur_rt;
   int level = (int)luaL_checkinteger(L, 1);
   lua_State *co = lua_tothread(L, 2);
-  if (!rt || !rt->cur || level < 1 || (uint32_t)level > rt->cur->ndl || !co)
+  if (!rt || !rt->cur || level < 1 || (uint32_t)level > nx_task_ndl(rt->cur) || !co)
     return nx_error(L, "nexus.timeout: no timeout level %d in this task", level);
-  nx_deadline *d = rt->cur->dl;
-  for (uint32_t n = rt->cur->ndl; n > (uint32_t)level; n--) d = d->prev;
+  nx_deadline *d = nx_task_dl(rt->cur);
+  for (uint32_t n = nx_task_ndl(rt->cur); n > (uint32_t)level; n--) d = d->prev;
   d->co = co;
   return 0;
 }

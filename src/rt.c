@@ -125,13 +125,6 @@ static int nx_grow_slots(nx_rt *rt) {
     rt->pages = pages;
     rt->pcap = cap;
   }
-  if (rt->nslots + NX_PAGE_SIZE > rt->fcap) {
-    uint32_t cap = rt->fcap ? rt->fcap * 2 : NX_PAGE_SIZE;
-    uint32_t *freev = realloc(rt->freev, cap * sizeof *freev);
-    if (!freev) return -1;
-    rt->freev = freev;
-    rt->fcap = cap;
-  }
   /* Not calloc: a record is initialised when first taken. */
   nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
   if (!page) return -1;
@@ -143,10 +136,16 @@ static int nx_grow_slots(nx_rt *rt) {
 /* A free record: the last one released, else the next never used (low
  * slots first, so the Lua arrays indexed by slot stay dense). */
 static nx_task *nx_take_slot(nx_rt *rt) {
-  if (rt->nfree) return nx_task_at(rt, rt->freev[--rt->nfree]);
+  if (rt->free_head) {
+    nx_task *t = nx_task_at(rt, rt->free_head - 1);
+    rt->free_head = (uint32_t)(uintptr_t)t->wobj;
+    t->wobj = NULL;
+    return t;
+  }
   if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
   nx_task *t = nx_task_at(rt, rt->used);
   t->slot = rt->used++;
+  t->x = NULL;
   t->state = NX_FREE;
   t->flags = 0;
   t->co = NULL;
@@ -250,7 +249,8 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
     t->co = NULL;
     t->flags = 0;
     t->state = NX_FREE;
-    rt->freev[rt->nfree++] = slot;
+    t->wobj = (void *)(uintptr_t)rt->free_head;   /* a free record links the next */
+    rt->free_head = slot + 1;
   }
   rt->nzomb = keep;
 }
@@ -266,11 +266,7 @@ static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->nargs = 0;
   t->cancel = NULL;
   t->wobj = NULL;
-  t->joiner = NULL;
-  t->dl = NULL;
-  t->ndl = 0;
-  t->guards = NULL;
-  t->claims = NULL;
+  if (t->x) memset(t->x, 0, sizeof *t->x);
   t->kind = NX_KIND_TASK;
   rt->alive++;
   rt->st.spawned++;
@@ -406,8 +402,7 @@ void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t) {
 
 /* ---- ready queue ---- */
 
-static int nx_q_grow(nx_rt *rt) {
-  uint32_t cap = rt->qcap * 2;
+static int nx_q_resize(nx_rt *rt, uint32_t cap) {
   nx_qent *q = malloc(cap * sizeof *q);
   if (!q) return -1;
   for (uint32_t i = 0; i < rt->qn; i++) q[i] = rt->q[(rt->qhead + i) & (rt->qcap - 1)];
@@ -418,9 +413,23 @@ static int nx_q_grow(nx_rt *rt) {
   return 0;
 }
 
+static int nx_q_grow(nx_rt *rt) { return nx_q_resize(rt, rt->qcap * 2); }
+
+/* A burst of spawns grows the ring to hold them all (100,000 tasks: 1 MB);
+ * once it has drained to an eighth, it shrinks to twice what it holds, so
+ * the burst's memory goes back (a ring that size is mmap'ed: to the
+ * system). The eighth keeps a queue that hovers near a power of two from
+ * resizing back and forth. */
+#define NX_Q_KEEP 4096
+static void nx_q_shrink(nx_rt *rt) {
+  uint32_t cap = rt->qcap;
+  while (cap > NX_Q_KEEP && rt->qn < cap / 8) cap /= 2;
+  if (cap < rt->qcap) (void)nx_q_resize(rt, cap);   /* no memory: keep the big one */
+}
+
 const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 
-void nx_task_ready(nx_rt *rt, nx_task *t) {
+void nx_task_ready_slow(nx_rt *rt, nx_task *t) {
   if (t->kind) {              /* a stand-in record: its owner hears of it */
     t->state = NX_READY;
     if (t->kind == NX_KIND_PROXY) nx_sel_fired(rt, t);   /* a select op */
@@ -432,11 +441,7 @@ void nx_task_ready(nx_rt *rt, nx_task *t) {
     fputs("nexus: out of memory growing the ready queue\n", stderr);
     abort();
   }
-  t->state = NX_READY;
-  t->since = rt->event_time;
-  nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
-  e->slot = t->slot;
-  e->seq = ++t->qseq;
+  nx_task_ready(rt, t);
 }
 
 static nx_task *nx_q_pop(nx_rt *rt) {
@@ -451,15 +456,6 @@ static nx_task *nx_q_pop(nx_rt *rt) {
 }
 
 /* ---- waits ---- */
-
-void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
-  if (t->state != NX_WAITING) return;      /* stale wake */
-  t->cancel = NULL;
-  t->wobj = NULL;
-  t->wake = (int8_t)code;
-  t->wseq++;
-  nx_task_ready(rt, t);
-}
 
 void nx_task_grant(nx_rt *rt, nx_task *t) {
   if (t->state != NX_WAITING) return;
@@ -482,22 +478,6 @@ void nx_task_cancel_wait(nx_rt *rt, nx_task *t) {
 
 static void nx_sleep_cancel(nx_rt *rt, nx_task *t) { nx_timer_disarm(&rt->heap, &t->tm); }
 
-nx_task *nx_running(nx_rt *rt) {
-  nx_task *t = rt->cur;
-  return (t && t->state == NX_RUNNING) ? t : NULL;
-}
-
-int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
-  nx_task *t = nx_running(rt);
-  if (!t) return NX_E_NOTASK;
-  t->since = rt->event_time;
-  t->wobj = obj;
-  t->cancel = cancel;
-  t->state = NX_WAITING;
-  t->wseq++;
-  return NX_OK;
-}
-
 int nx_wait_sleep(nx_rt *rt, double deadline) {
   nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
@@ -506,16 +486,23 @@ int nx_wait_sleep(nx_rt *rt, double deadline) {
   return nx_wait(rt, nx_sleep_cancel, NULL);
 }
 
+nx_task_x *nx_task_ext(nx_task *t) {
+  if (!t->x) t->x = calloc(1, sizeof *t->x);
+  return t->x;
+}
+
 static void nx_join_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_task *target = t->wobj;
-  if (target && target->joiner == t) target->joiner = NULL;
+  if (target && nx_joiner(target) == t) target->x->joiner = NULL;
 }
 
 int nx_wait_join(nx_rt *rt, nx_task *target) {
   nx_task *t = nx_running(rt);
   if (!t) return NX_E_NOTASK;
-  target->joiner = t;
+  nx_task_x *x = nx_task_ext(target);
+  if (!x) return NX_E_NOMEM;
+  x->joiner = t;
   return nx_wait(rt, nx_join_cancel, target);
 }
 
@@ -568,6 +555,8 @@ void nx_describe_wait(nx_task *t, char *buf, size_t n) {
 int nx_dl_push(nx_rt *rt, double deadline) {
   nx_task *t = rt->cur;
   if (!t) return NX_E_NOTASK;
+  nx_task_x *x = nx_task_ext(t);
+  if (!x) return NX_E_NOMEM;
   nx_deadline *d = rt->dlfree;
   if (d) rt->dlfree = d->prev;
   else if (!(d = malloc(sizeof *d))) return NX_E_NOMEM;
@@ -581,9 +570,9 @@ int nx_dl_push(nx_rt *rt, double deadline) {
     rt->dlfree = d;
     return NX_E_NOMEM;
   }
-  d->prev = t->dl;
-  t->dl = d;
-  return (int)++t->ndl;
+  d->prev = x->dl;
+  x->dl = d;
+  return (int)++x->ndl;
 }
 
 /* True when L is a coroutine nexus drives for the running task: the
@@ -593,29 +582,31 @@ int nx_may_suspend(nx_rt *rt, lua_State *L) {
   nx_task *t = rt->cur;
   if (!t) return 0;
   if (L == t->co) return 1;
-  for (nx_deadline *d = t->dl; d; d = d->prev)
+  for (nx_deadline *d = nx_task_dl(t); d; d = d->prev)
     if (d->co == L) return 1;
   return 0;
 }
 
 static nx_deadline *nx_dl_at(nx_task *t, int level) {
-  nx_deadline *d = t->dl;
-  for (uint32_t n = t->ndl; d && n > (uint32_t)level; n--) d = d->prev;
+  nx_deadline *d = nx_task_dl(t);
+  for (uint32_t n = nx_task_ndl(t); d && n > (uint32_t)level; n--) d = d->prev;
   return d;
 }
 
 int nx_dl_state(nx_rt *rt, int level) {
   nx_task *t = rt->cur;
-  if (!t || level < 1 || (uint32_t)level > t->ndl) return NX_E_NOTASK;
+  if (!t || level < 1 || (uint32_t)level > nx_task_ndl(t)) return NX_E_NOTASK;
   return nx_dl_at(t, level)->state;
 }
 
 /* Pops `level` and every deeper one (an abandoned inner timeout). */
 static void nx_dl_pop_task(nx_rt *rt, nx_task *t, uint32_t level) {
-  while (t->ndl >= level && t->dl) {
-    nx_deadline *d = t->dl;
-    t->dl = d->prev;
-    t->ndl--;
+  nx_task_x *x = t->x;
+  if (!x) return;
+  while (x->ndl >= level && x->dl) {
+    nx_deadline *d = x->dl;
+    x->dl = d->prev;
+    x->ndl--;
     nx_timer_disarm(&rt->heap, &d->tm);
     d->prev = rt->dlfree;
     rt->dlfree = d;
@@ -642,12 +633,13 @@ static void nx_fire_timers(nx_rt *rt, double now) {
   nx_timer *tm;
   while ((tm = nx_heap_pop_due(&rt->heap, now))) {
     rt->st.timers_fired++;
+    void *owner = (char *)tm;     /* tm is the first member of its owner */
     if (tm->kind == NX_TM_SLEEP) {
-      nx_task *t = (nx_task *)tm;
+      nx_task *t = owner;
       t->cancel = NULL;
       nx_task_wake(rt, t, NX_WAKE_OK);
     } else {
-      nx_fire_deadline(rt, (nx_deadline *)tm);
+      nx_fire_deadline(rt, owner);
     }
   }
 }
@@ -681,11 +673,12 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->cancel) nx_task_cancel_wait(rt, t);   /* a wait it never yielded for */
   t->state = NX_DONE;
   rt->alive--;
-  if (t->guards) nx_guards_fire(t);
-  if (t->claims) nx_bchan_task_ended(t);
-  if (t->joiner) {
-    nx_task *j = t->joiner;
-    t->joiner = NULL;
+  nx_task_x *x = t->x;
+  if (x && x->guards) nx_guards_fire(t);
+  if (x && x->claims) nx_bchan_task_ended(t);
+  if (x && x->joiner) {
+    nx_task *j = x->joiner;
+    x->joiner = NULL;
     if (j->kind == NX_KIND_GROUP) nx_group_ended(rt, j, t);
     else nx_task_wake(rt, j, NX_WAKE_OK);
   }
@@ -706,7 +699,7 @@ void nx_task_finish(nx_rt *rt, lua_State *L, nx_task *t, int how) {
       nx_capture_error(L, t);
       rt->finishing = NULL;
     }
-    if (!t->joiner && !(t->flags & NX_F_ROOT)) {
+    if (!nx_joiner(t) && !(t->flags & NX_F_ROOT)) {
       if (rt->report_errors) {
         nx_report(t);
         t->flags |= NX_F_REPORTED;
@@ -807,6 +800,9 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   rt->cur = NULL;
   if (t0 > 0) nx_check_slow(rt, t, co, t0);
   if (status == LUA_YIELD) {
+    /* The common case: it yielded in a wait it registered, nothing left
+     * on its stack, not aborted meanwhile. */
+    if (t->state == NX_WAITING && !(t->flags & NX_F_ABORTED) && !lua_gettop(co)) return;
     nx_task_after_yield(rt, L, t);
   } else if (t->flags & NX_F_ABORTED) {
     nx_task_abort(rt, L, t);     /* aborted itself, then ended: it was aborted */
@@ -818,10 +814,11 @@ static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
 static void nx_run_batch(nx_rt *rt, lua_State *L) {
   for (uint32_t n = 0; n < rt->tasks_per_cycle; n++) {
     nx_task *t = nx_q_pop(rt);
-    if (!t) return;
+    if (!t) break;
     nx_resume(rt, L, t);
     if (rt->fatal) return;
   }
+  if (rt->qcap > NX_Q_KEEP && rt->qn < rt->qcap / 8) nx_q_shrink(rt);
 }
 
 /* A non-blocking poll that always polls. uv_run(NOWAIT) returns at once,
@@ -991,9 +988,9 @@ void nx_rt_unref(nx_rt *rt) {
   nx_rt_unregister(rt);
   free(rt->zomb);
   free(rt->pool_free);
+  for (uint32_t s = 0; s < rt->used; s++) free(nx_task_at(rt, s)->x);
   for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
   free(rt->pages);
-  free(rt->freev);
   free(rt->q);
   while (rt->dlfree) {
     nx_deadline *d = rt->dlfree;

@@ -59,28 +59,42 @@ struct nx_deadline {            /* one level of nexus.timeout in a task */
   uint8_t state;
 };
 
+/* What few tasks use, kept out of the record: allocated at a slot's
+ * first need (a join waiting on it, a timeout, a drop guard, a byte
+ * channel claim) and kept with the slot for its next tasks. */
+typedef struct nx_task_x {
+  nx_task *joiner;              /* the one task waiting in join/result */
+  nx_deadline *dl;              /* innermost timeout level */
+  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
+  struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
+  uint32_t ndl;                 /* timeout levels */
+} nx_task_x;
+
+/* 80 bytes: a parked task costs this besides its coroutine. */
 struct nx_task {
-  nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP */
+  nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP (10 bytes, packed) */
+  uint8_t state, end, flags;
+  uint8_t ran;                  /* resumed by the executor at least once */
+  uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
+  int8_t wake;                  /* how the last wait ended */
   lua_State *co;                /* anchored at rt tasks table [slot] */
   uint64_t id;
   nx_cancel_fn cancel;          /* releases the current wait, or NULL */
-  void *wobj;                   /* what it waits on */
-  nx_task *joiner;              /* the one task waiting in join/result */
-  nx_deadline *dl;              /* innermost timeout level */
+  void *wobj;                   /* what it waits on; the next free slot + 1 while free */
+  nx_task_x *x;                 /* the rarely used part, or NULL */
+  double since;                 /* event_time when its state last changed */
   uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
-  uint16_t holds;               /* C-side holds (block_on root) */
-  uint8_t ran;                  /* resumed by the executor at least once */
-  uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
-  uint8_t state, end, flags;
-  int8_t wake;                  /* how the last wait ended */
-  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
-  uint16_t ndl;                 /* timeout levels */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
-  struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
-  struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
-  double since;                 /* event_time when its state last changed */
+  uint16_t holds;               /* C-side holds (block_on root) */
+  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
 };
+
+/* The task's x part, made at first need; NULL on ENOMEM. */
+nx_task_x *nx_task_ext(nx_task *t);
+static inline nx_task *nx_joiner(const nx_task *t) { return t->x ? t->x->joiner : NULL; }
+static inline nx_deadline *nx_task_dl(const nx_task *t) { return t->x ? t->x->dl : NULL; }
+static inline uint32_t nx_task_ndl(const nx_task *t) { return t->x ? t->x->ndl : 0; }
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
 typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
@@ -105,7 +119,8 @@ struct nx_rt {
   nx_task **pages;              /* task records in stable pages */
   uint32_t npages, pcap;
   uint32_t nslots, used;        /* records in pages; taken at least once */
-  uint32_t *freev, nfree, fcap; /* released slots (stack) */
+  uint32_t free_head;           /* released slots, a stack linked through
+                                   their records' wobj: the top's slot + 1, or 0 */
   nx_qent *q;                   /* ready ring, power-of-two capacity */
   uint32_t qhead, qn, qcap;
   nx_task *cur;                 /* running task */
@@ -198,7 +213,21 @@ void nx_disown(nx_rt *rt, nx_owned *o);
 void nx_rt_close(nx_rt *rt, lua_State *L);
 
 nx_task *nx_task_new(nx_rt *rt, lua_State *L);   /* pushes nothing; NULL on ENOMEM */
-void nx_task_ready(nx_rt *rt, nx_task *t);
+/* Queues t (a stand-in record tells its owner instead). The common case,
+ * a task and room in the ring, is inline: every wake of a channel,
+ * token or socket waiter comes through here. */
+void nx_task_ready_slow(nx_rt *rt, nx_task *t);
+static inline void nx_task_ready(nx_rt *rt, nx_task *t) {
+  if (t->kind || rt->qn == rt->qcap) {
+    nx_task_ready_slow(rt, t);
+    return;
+  }
+  t->state = NX_READY;
+  t->since = rt->event_time;
+  nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
+  e->slot = t->slot;
+  e->seq = ++t->qseq;
+}
 /* The task's name (lmodule.c keeps names), or NULL: for reports. */
 extern const char *(*nx_task_name_hook)(nx_rt *rt, nx_task *t);
 /* A task has no coroutine until it first runs: the function on top of L
@@ -218,7 +247,15 @@ int nx_pool_config(nx_rt *rt, lua_State *L, uint32_t n, int bounded);
 int nx_pool_take(nx_rt *rt, lua_State *L, nx_task **out);
 void nx_pool_give(nx_rt *rt, nx_task *t);                 /* an unused claim */
 void nx_pool_start(nx_rt *rt, lua_State *L, nx_task *t, int nargs);
-void nx_task_wake(nx_rt *rt, nx_task *t, int code);
+/* Ends t's wait (a stale wake, of a task no longer waiting, is ignored). */
+static inline void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
+  if (t->state != NX_WAITING) return;
+  t->cancel = NULL;
+  t->wobj = NULL;
+  t->wake = (int8_t)code;
+  t->wseq++;
+  nx_task_ready(rt, t);
+}
 /* Ends t's wait with a grant t takes when it runs (a reserved channel
  * slot): t is readied but keeps wobj and cancel, so that if t is aborted
  * before it runs, cancel(rt, t) is called (with t->state == NX_READY) and
@@ -276,13 +313,26 @@ void nx_rt_abort_all(nx_rt *rt, lua_State *L);
  * timeout, runtime close), cancel(rt, t) runs once and must unlink t from
  * obj. Either way exactly one of the two happens. t->wobj is obj until
  * then. Waking a task that no longer waits is ignored (stale). */
-nx_task *nx_running(nx_rt *rt);                  /* may start a wait, or NULL */
+/* The running task if it may start a wait, or NULL. */
+static inline nx_task *nx_running(nx_rt *rt) {
+  nx_task *t = rt->cur;
+  return (t && t->state == NX_RUNNING) ? t : NULL;
+}
 /* For nexus.tasks(): a component names its waits by their cancel
  * callback; describe (optional) writes what obj is ("127.0.0.1:9000"). */
 void nx_wait_kind(nx_cancel_fn cancel, const char *what,
                   void (*describe)(nx_task *t, char *buf, size_t n));
 void nx_describe_wait(nx_task *t, char *buf, size_t n);
-int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj);
+static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
+  nx_task *t = nx_running(rt);
+  if (!t) return NX_E_NOTASK;
+  t->since = rt->event_time;
+  t->wobj = obj;
+  t->cancel = cancel;
+  t->state = NX_WAITING;
+  t->wseq++;
+  return NX_OK;
+}
 int nx_wait_sleep(nx_rt *rt, double deadline);
 int nx_wait_join(nx_rt *rt, nx_task *target);
 int nx_dl_push(nx_rt *rt, double deadline);

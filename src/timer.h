@@ -15,7 +15,9 @@
 
 #include <stdint.h>
 
-typedef struct nx_timer {
+/* Packed (10 bytes, no tail padding): a task record puts its own small
+ * fields right after it. x86-64 loads an unaligned double at full speed. */
+typedef struct __attribute__((packed)) nx_timer {
   double deadline;                 /* nx_now() seconds */
   uint8_t armed;
   uint8_t kind;                    /* owner-defined: what firing means */
