@@ -466,6 +466,9 @@ describe("nexus.websocket (nexus client, nexus server)", function()
     local r = nexus.run(function()
       local warm = assert(ws_mod.listen("127.0.0.1", 0))   -- libuv's one spare fd per loop
       warm:close()
+      collectgarbage()                 -- sockets earlier cases left for the collector
+      collectgarbage()
+      nexus.sleep(0.05)
       before = N.fds()
       local n, sum = 0, 0
       for _ = 1, 20 do
@@ -490,7 +493,8 @@ describe("nexus.websocket (nexus client, nexus server)", function()
     end)
     assert.are.equal(20, r.n)
     assert.are.equal(20 * 200 * 201 / 2, r.sum)
-    assert.are.equal(before, r.fds)
+    -- none left open (one fewer: a descriptor of an earlier case closed meanwhile)
+    assert.truthy(r.fds <= before, before .. " fds before, " .. r.fds .. " after")
   end)
 end)
 
