@@ -162,7 +162,7 @@ local workloads = {
     },
   },
   tls_echo = {
-    title = "TLS echo: one connection, 64-byte round trips (server and load generator on CPU 0)",
+    title = "TLS echo: one connection, 64-byte round trips (CPUs: BENCH_TLS_PIN, default both on 0)",
     metric = "p50_us", unit = "p50 us", fmt = "%.2f",
     ref = "c-floor",
     hide = {},
