@@ -162,13 +162,14 @@ local workloads = {
     },
   },
   tls_echo = {
-    title = "TLS echo: one connection, 64-byte round trips (server CPU 0, load generator CPU 1)",
+    title = "TLS echo: one connection, 64-byte round trips (CPUs: BENCH_TLS_PIN, default both on 0)",
     metric = "p50_us", unit = "p50 us", fmt = "%.2f",
     ref = "c-floor",
     hide = {},
     extra = { { key = "srv_cpu_us", head = "server CPU us", fmt = "%.1f", agg = "median", ratio = true } },
     label = {
       ["c-floor"] = "C on libuv + OpenSSL memory BIOs (reference)",
+      ["copas"] = "copas 1.1 + LuaSec (coroutine per connection)",
       ["nexus"] = "nexus, listen{tls=...} (nexus command)",
     },
   },
@@ -422,6 +423,7 @@ local function targets(w, d)
   end
   if w == "tls_echo" then
     rel("nexus", "c-floor", "the C floor (p50)", 1.10)
+    rel("nexus", "copas", "copas + LuaSec (p50)", 1, true)
     return out
   end
   if w == "ws" then

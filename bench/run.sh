@@ -15,7 +15,8 @@
 #   BENCH_ONLY    comma list of workloads to run:
 #                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
 #                 (compose is four tables: select, group, sem, coop; each can be named;
-#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor;
+#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor
+#                 and copas + LuaSec; BENCH_TLS_PIN, BENCH_TLS_N, BENCH_TLS_WARMUP;
 #                 ws: bench/ws_bench.sh, the WebSocket echo against its C floor)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
@@ -168,6 +169,8 @@ luv_why=$(lua_loads luv)
 cqueues_why=$(lua_loads cqueues)
 copas_why=$(lua_loads copas)
 luahttp_why=$(lua_loads http.websocket)
+copas_tls_why=$copas_why
+[ -z "$copas_tls_why" ] && copas_tls_why=$(lua_loads ssl)
 
 uv_c_why=""
 UV_C=$OUT/sleepers_uv
@@ -297,6 +300,7 @@ impls_sem=(
 )
 impls_tls_echo=(
   "c-floor||bash $ROOT/bench/tls_echo.sh --one c-floor"
+  "copas|copas_tls_why|bash $ROOT/bench/tls_echo.sh --one copas"
   "nexus|nexus_cmd_why|bash $ROOT/bench/tls_echo.sh --one nexus"
 )
 impls_ws=(

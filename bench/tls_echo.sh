@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # bench/tls_echo.sh: the TLS echo benchmark (issue 15): one TLS connection,
 # 64-byte round trips, p50 latency and server CPU per round trip, for the
-# C floor (bench/echo_tls_uv.c: libuv + OpenSSL memory BIOs) and nexus
-# (bench/echo_nexus.lua with BENCH_TLS_CERT/KEY). Server on CPU 0, load
-# generator (bench/tls_loadgen.c) on CPU 1.
-#   bash bench/tls_echo.sh --one c-floor|nexus   one RESULT line (make bench's tls_echo)
-#   bash bench/tls_echo.sh [RUNS]                 both, interleaved, RUNS rounds
+# C floor (bench/echo_tls_uv.c: libuv + OpenSSL memory BIOs), the Lua peer
+# (bench/echo_tls_copas.lua: copas + LuaSec) and nexus
+# (bench/echo_nexus.lua with BENCH_TLS_CERT/KEY). Load generator:
+# bench/tls_loadgen.c. Server and load generator both on CPU 0 by default
+# (BENCH_TLS_PIN=SERVER:LOADGEN for taskset -c, "-" = unpinned), as the
+# plain echo's latency table does: on this 2-vCPU VM a wake-up across vCPUs
+# costs tens of us and would be most of what is measured (docs/BENCHMARKS.md).
+#   bash bench/tls_echo.sh --one c-floor|copas|nexus   one RESULT line (make bench's tls_echo)
+#   bash bench/tls_echo.sh [RUNS]                 all three, interleaved, RUNS rounds
+# BENCH_TLS_N, BENCH_TLS_WARMUP: timed and untimed round trips (100000, 10000, as the plain echo).
 # The programs and a certificate are made once into $NEXUS_BUILD/bench/tls.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,12 +30,22 @@ if [ ! -s "$OUT/cert.pem" ]; then
       -subj /CN=127.0.0.1 2>/dev/null ) || exit 1
 fi
 
+PIN=${BENCH_TLS_PIN:-0:0}
+SPIN=() GPIN=()
+[ "${PIN%%:*}" != - ] && SPIN=(taskset -c "${PIN%%:*}")
+[ "${PIN#*:}" != - ] && GPIN=(taskset -c "${PIN#*:}")
+
 one() { # name
   local port= i pid
+  # emptied here: the redirection below happens in the forked child, and
+  # until it does the poll would find the previous server's port
+  : >"$OUT/srv.out"
   case $1 in
-    c-floor) taskset -c 0 "$OUT/echo_tls_uv" 0 "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/srv.out" 2>&1 & ;;
+    c-floor) "${SPIN[@]}" "$OUT/echo_tls_uv" 0 "$OUT/cert.pem" "$OUT/key.pem" >"$OUT/srv.out" 2>&1 & ;;
     nexus) env BENCH_TLS_CERT="$OUT/cert.pem" BENCH_TLS_KEY="$OUT/key.pem" \
-             taskset -c 0 "$NEXUS_BUILD/bin/nexus" "$ROOT/bench/echo_nexus.lua" 0 >"$OUT/srv.out" 2>&1 & ;;
+             "${SPIN[@]}" "$NEXUS_BUILD/bin/nexus" "$ROOT/bench/echo_nexus.lua" 0 >"$OUT/srv.out" 2>&1 & ;;
+    copas) "${SPIN[@]}" "${LUAJIT:-luajit}" "$ROOT/bench/echo_tls_copas.lua" 0 "$OUT/cert.pem" "$OUT/key.pem" \
+             >"$OUT/srv.out" 2>&1 & ;;
     *) echo "tls_echo.sh: unknown server $1" >&2; return 1 ;;
   esac
   pid=$!
@@ -41,7 +56,7 @@ one() { # name
   done
   local rc=1
   if [ -n "$port" ]; then
-    taskset -c 1 "$OUT/tls_loadgen" -p "$port" -P "$pid" -n 30000 -w 5000
+    "${GPIN[@]}" "$OUT/tls_loadgen" -p "$port" -P "$pid" -n "${BENCH_TLS_N:-100000}" -w "${BENCH_TLS_WARMUP:-10000}"
     rc=$?
   else
     echo "tls_echo.sh: $1 printed no listening line: $(head -n 3 "$OUT/srv.out")" >&2
@@ -57,5 +72,6 @@ if [ "${1:-}" = --one ]; then
 fi
 for ((r = 1; r <= ${1:-3}; r++)); do
   printf 'c-floor '; one c-floor
+  printf 'copas '; one copas
   printf 'nexus '; one nexus
 done

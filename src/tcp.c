@@ -291,9 +291,9 @@ static void nx_read_cb(uv_stream_t *h, ssize_t n, const uv_buf_t *b) {
     return;                             /* EAGAIN */
   } else {
     if (s->tls && !nx_tls_done(s->tls) && !s->rerr) {
-      char what[96];
-      snprintf(what, sizeof what, "connection %s during handshake",
-               n == UV_EOF ? "closed" : nx_net_strerror((int)n));
+      char what[96];   /* "connection closed", "connection reset by peer", ... */
+      snprintf(what, sizeof what, "%s during handshake",
+               n == UV_EOF ? "connection closed" : nx_net_strerror((int)n));
       nx_tls_set_error(s->tls, what);
       s->rerr = NX_ETLS;
       if (!s->werr) s->werr = NX_ETLS;
