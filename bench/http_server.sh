@@ -8,10 +8,13 @@
 #   c-floor  bench/http_server_uv.c: libuv + http_parser (libhttp-parser-dev)
 #   luahttp  bench/http_server_luahttp.lua: lua-http's server on cqueues
 #   nexus    bench/http_server_nexus.lua: nexus.http.listen, nexus command
+#   nexus-tcp  bench/http_server_nexus_tcp.lua (information): fixed responses
+#            written by hand on nexus.tcp streams, no HTTP parsing; what
+#            nexus's streams and tasks cost, the floor under nexus.http
 # Load generator bench/http_loadgen.c (epoll). Server on CPU 0, load
 # generator on CPU 1 (BENCH_HTTP_PIN="SERVER:LOADGEN", "-" = unpinned).
-#   bash bench/http_server.sh --one c-floor|luahttp|nexus   one RESULT line (make bench's http_server)
-#   bash bench/http_server.sh [RUNS]                         all three, interleaved, RUNS rounds (3)
+#   bash bench/http_server.sh --one c-floor|luahttp|nexus|nexus-tcp  one RESULT line (make bench's http_server)
+#   bash bench/http_server.sh [RUNS]                         all four, interleaved, RUNS rounds (3)
 # Environment: BENCH_HTTP_CONNS (50), BENCH_HTTP_DEPTH (1), BENCH_HTTP_SECS
 # (5, timed window), BENCH_HTTP_WARMUP_SECS (1, untimed first), NEXUS_BUILD,
 # LUAJIT, CC. The programs are built once into $NEXUS_BUILD/bench/http.
@@ -62,6 +65,7 @@ one() { # name: one measurement, the load generator's RESULT line
       cmd=("$OUT/http_server_uv") ;;
     luahttp) cmd=("$LUAJIT" "$ROOT/bench/http_server_luahttp.lua") ;;
     nexus) cmd=("$NEXUS_BUILD/bin/nexus" "$ROOT/bench/http_server_nexus.lua") ;;
+    nexus-tcp) cmd=("$NEXUS_BUILD/bin/nexus" "$ROOT/bench/http_server_nexus_tcp.lua") ;;
     *) echo "http_server.sh: unknown server $1" >&2; return 1 ;;
   esac
   # emptied here: the redirection below happens in the forked child, and
@@ -104,7 +108,7 @@ if [ "${1:-}" = --one ]; then
   exit
 fi
 for ((r = 1; r <= ${1:-3}; r++)); do
-  for s in c-floor luahttp nexus; do
+  for s in c-floor luahttp nexus nexus-tcp; do
     printf '%s ' "$s"
     one "$s" || echo
   done

@@ -192,6 +192,7 @@ local workloads = {
       ["c-floor"] = "C on libuv + http_parser (reference)",
       ["luahttp"] = "lua-http server on cqueues",
       ["nexus"] = "nexus.http.listen (nexus command)",
+      ["nexus-tcp"] = "fixed responses by hand on nexus.tcp, no parser (info)",
     },
   },
   coop = {

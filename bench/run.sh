@@ -323,6 +323,7 @@ impls_http_server=(
   "c-floor|http_floor_why|bash $ROOT/bench/http_server.sh --one c-floor"
   "luahttp|luahttp_why|bash $ROOT/bench/http_server.sh --one luahttp"
   "nexus|http_nexus_why|bash $ROOT/bench/http_server.sh --one nexus"
+  "nexus-tcp|nexus_cmd_why|bash $ROOT/bench/http_server.sh --one nexus-tcp"
 )
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
