@@ -32,6 +32,7 @@
 #include "http.h"
 #include "process.h"
 #include "ws.h"
+#include "httpd.h"
 
 #define NX_RT_MT "nexus.runtime"
 #define NX_TASK_MT "nexus.task"
@@ -1130,7 +1131,7 @@ static const nx_opener nx_openers[] = {
   nx_bchan_open,
   nx_mpsc_open,
   nx_tcp_open, nx_udp_open, nx_dns_open, nx_thread_open,
-  nx_ws_open,
+  nx_ws_open, nx_httpd_open,
   NULL,
 };
 

@@ -104,6 +104,11 @@ typedef struct nx_ud { void *p; uint32_t tag; } nx_ud;
 /* The C object of the userdata at idx, which must be tagged tag; raises
  * "<fname>: expected <what>, got <type>". */
 void *nx_net_check(lua_State *L, int idx, uint32_t tag, const char *fname, const char *what);
+/* The buffered bytes of the stream behind a userdata payload, in place
+ * (NULL: not usable from the running task), and the taking of the first n
+ * (src/tcp.c; a parser working on the buffer, src/httpd.c). */
+const char *nx_stream_peek(void *ud, size_t *n);
+void nx_stream_take(void *ud, size_t n);
 /* Pushes a userdata tagged tag, with the metatable at index mt. */
 void **nx_net_newud(lua_State *L, int mt, uint32_t tag);
 

@@ -432,6 +432,26 @@ static int l_read_exactly(lua_State *L) {
   return nx_read_wait(L, rt, s, "stream:read_exactly");
 }
 
+/* core.tcp_fill(s, have): true once more than have bytes are buffered |
+ * nil, err (eof or the read error) | false (the task now waits). For a
+ * parser working on the buffer in place (src/httpd.c): it takes what it
+ * parsed with nx_stream_take and asks for more with this. */
+static int l_fill(lua_State *L) {
+  nx_stream *s = nx_check_stream(L, "stream:fill");
+  size_t have = (size_t)nx_net_optint(L, 2, 0, 0, (lua_Integer)1 << 52, "stream:fill", "have");
+  nx_rt *rt = nx_stream_rt(L, s, "stream:fill");
+  nx_check_reader(L, s, "stream:fill");
+  if (s->nh.closed) return nx_net_fail(L, UV_ECANCELED);
+  if (nx_avail(s) > have) {
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+  if (s->rerr) return nx_sfail(L, s, s->rerr);
+  s->rmode = NX_RD_EXACT;
+  s->rneed = have + 1;
+  return nx_read_wait(L, rt, s, "stream:fill");
+}
+
 static void nx_set_delim(lua_State *L, nx_stream *s, const char *d, size_t dl, const char *fname) {
   if (s->delim != s->dbuf) free(s->delim);
   s->delim = s->dbuf;
@@ -712,6 +732,25 @@ static const char *nx_fast_read(void *ud, size_t max, size_t *n) {
   nx_consume(s, a);
   *n = a;
   return p;
+}
+
+/* The buffered bytes, left in place (*n their count; NULL when the
+ * stream is not usable here or another task reads it), and the taking of
+ * the first n of them: a parser in C reads the buffer without a copy
+ * (src/httpd.c). Bytes stay valid until the loop runs libuv again. */
+const char *nx_stream_peek(void *ud, size_t *n) {
+  nx_ud *u = ud;
+  nx_stream *s = u->p;
+  if (!nx_fast_rt(u) || s->reader) return NULL;
+  *n = nx_avail(s);
+  return s->buf ? s->buf + s->head : "";
+}
+
+void nx_stream_take(void *ud, size_t n) {
+  nx_ud *u = ud;
+  nx_stream *s = u->p;
+  if (!nx_fast_rt(u) || n > nx_avail(s)) return;
+  nx_consume(s, n);
 }
 
 /* 0: written or queued (true); 1: queued above the mark, the writer now
@@ -1220,7 +1259,7 @@ static const luaL_Reg nx_listener_meta[] = {
 
 /* The suspending entry points, for lua/nexus/tcp.lua to wrap. */
 static const luaL_Reg nx_tcp_funcs[] = {
-  {"tcp_read", l_read}, {"tcp_read_exactly", l_read_exactly}, {"tcp_read_until", l_read_until},
+  {"tcp_read", l_read}, {"tcp_fill", l_fill}, {"tcp_read_exactly", l_read_exactly}, {"tcp_read_until", l_read_until},
   {"tcp_write", l_write}, {"tcp_write_wait", l_write_wait}, {"tcp_peek", l_peek},
   {"tcp_connect", l_connect}, {"tcp_connected", l_connected},
   {"tcp_listen", l_listen}, {"tcp_accept", l_accept}, {"net_is_ip", l_is_ip},

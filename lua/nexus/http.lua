@@ -134,4 +134,7 @@ function M.post(url, body, opts)
   return M.request(o)
 end
 
+-- The server: lua/nexus/http_server.lua.
+M.listen = require("nexus.http_server").listen
+
 return M

@@ -23,6 +23,7 @@ local sel_op, sel_class = sel.op, sel.class
 local ffi_string = ffi.string
 local yield = coroutine.yield
 local c_read, c_read_exactly, c_read_until = core.tcp_read, core.tcp_read_exactly, core.tcp_read_until
+local c_fill = core.tcp_fill
 local c_write, c_write_wait = core.tcp_write, core.tcp_write_wait
 local c_connect, c_connected = core.tcp_connect, core.tcp_connected
 local c_listen, c_accept = core.tcp_listen, core.tcp_accept
@@ -146,6 +147,12 @@ function S.set_timeouts(s, t)
   return s
 end
 
+-- Internal (nexus.http.listen): the read time-out of the next reads, in
+-- seconds (nil: none), without a table per call.
+function S._read_timeout(s, secs)
+  read_tmo[s] = secs
+end
+
 -- s:timeouts(): the read and write time-outs in seconds, nil when off.
 function S.timeouts(s)
   if getmetatable(s) ~= SMT then argerror("stream:timeouts", "expected a tcp stream, got " .. type(s)) end
@@ -179,6 +186,27 @@ function S.read(s, max)
     a, b = c_read(s, max)
   end
   if a then return a end
+  return nil, b
+end
+
+-- (suspends) true once more than have bytes are buffered | nil, err
+-- ("timeout" after the stream's read time-out). Internal: for a parser
+-- that works on the buffer in place (nexus.http.listen, src/httpd.c).
+function S._fill(s, have)
+  local a, b = c_fill(s, have)
+  if a == false then
+    local secs = read_tmo[s]
+    if secs then
+      a, b = timed_wait("stream:fill", secs, b, c_fill, s, have)
+      if a == TIMEOUT then return nil, "timeout" end
+    end
+  end
+  while a == false do
+    if b or util.borrowing then check_yieldable("stream:fill") end
+    yield()
+    a, b = c_fill(s, have)
+  end
+  if a then return true end
   return nil, b
 end
 

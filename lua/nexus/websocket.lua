@@ -623,6 +623,13 @@ local function server_handshake(wl, s, peer)
   if target:sub(1, 1) ~= "/" then return reject(s, 400, "bad request target") end
   local path, query = target:match("^([^?]*)%??(.*)$")
   if wl.path and path ~= wl.path then return reject(s, 404, "not found") end
+  return M._upgrade(s, peer, path, query, target, hdrs, wl.protocols, wl.max)
+end
+
+-- The server's side of the handshake once the request line is checked (a
+-- GET for the right path), for wl:accept and req:websocket() of
+-- nexus.http.listen: ws, req | nil, err (the 4xx answer written).
+function M._upgrade(s, peer, path, query, target, hdrs, protocols, max)
   if not hdrs.host then return reject(s, 400, "no Host header") end
   if not has_token(hdrs.upgrade, "websocket") then
     return reject(s, 426, "expected Upgrade: websocket", "Upgrade: websocket\r\n")
@@ -635,7 +642,7 @@ local function server_handshake(wl, s, peer)
   if not key or not key:match(KEY_PAT) then return reject(s, 400, "bad Sec-WebSocket-Key") end
   local proto
   local offered = tokens(hdrs["sec-websocket-protocol"])
-  for _, p in ipairs(wl.protocols) do
+  for _, p in ipairs(protocols) do
     for _, o in ipairs(offered) do
       if o == p then proto = p break end
     end
@@ -645,7 +652,7 @@ local function server_handshake(wl, s, peer)
     .. "Sec-WebSocket-Accept: " .. accept_key(key) .. "\r\n"
     .. (proto and "Sec-WebSocket-Protocol: " .. proto .. "\r\n" or "") .. "\r\n")
   if not ok then return nil, err end
-  local ws = new_ws(s, true, wl.max, proto, "server " .. tostring(peer))
+  local ws = new_ws(s, true, max, proto, "server " .. tostring(peer))
   return ws, { path = path, query = query, target = target, headers = hdrs, protocol = proto, peer = peer }
 end
 
@@ -706,5 +713,9 @@ end
 function WL.__tostring(wl)
   return "nexus.websocket.listener(" .. tostring((wl.ln:local_addr())) .. ")"
 end
+
+-- For req:websocket() of nexus.http.listen.
+M._check_opts = check_opts
+M._DEFAULT_MAX = DEFAULT_MAX
 
 return M
