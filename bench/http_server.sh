@@ -16,8 +16,10 @@
 #   bash bench/http_server.sh --one c-floor|luahttp|nexus|nexus-tcp  one RESULT line (make bench's http_server)
 #   bash bench/http_server.sh [RUNS]                         all four, interleaved, RUNS rounds (3)
 # Environment: BENCH_HTTP_CONNS (50), BENCH_HTTP_DEPTH (1), BENCH_HTTP_SECS
-# (5, timed window), BENCH_HTTP_WARMUP_SECS (1, untimed first), NEXUS_BUILD,
-# LUAJIT, CC. The programs are built once into $NEXUS_BUILD/bench/http.
+# (5, timed window), BENCH_HTTP_WARMUP_SECS (1, untimed first),
+# BENCH_HTTP_QUIET (0: seconds to wait at most for an idle machine before
+# each measurement), NEXUS_BUILD, LUAJIT, CC. The programs are built once
+# into $NEXUS_BUILD/bench/http.
 set -u
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
@@ -55,6 +57,22 @@ stop() { # SIGTERM, SIGKILL if still there after 2 s
 }
 says() { grep -v '^[[:space:]]*$' "$OUT/srv.err" | head -n 3 | tr '\n' ' '; }
 
+# quiet: with BENCH_HTTP_QUIET=SECS, wait (at most SECS) until the machine
+# was at least 90 % idle over half a second before a measurement: on a
+# shared machine another job's burst otherwise lands in one server's run.
+quiet() {
+  local max=${BENCH_HTTP_QUIET:-0} i a b tot idle k
+  for ((i = 0; i < max * 2; i++)); do
+    a=($(head -n 1 /proc/stat)); sleep 0.5; b=($(head -n 1 /proc/stat))
+    tot=0
+    for k in 1 2 3 4 5 6 7 8; do tot=$((tot + b[k] - a[k])); done
+    idle=$((b[4] - a[4] + b[5] - a[5]))
+    [ $tot -gt 0 ] && [ $((idle * 100 / tot)) -ge 90 ] && return 0
+  done
+  [ "$max" -gt 0 ] && echo "http_server.sh: the machine stayed busy for ${max} s; measuring anyway" >&2
+  return 0
+}
+
 one() { # name: one measurement, the load generator's RESULT line
   local pin=${BENCH_HTTP_PIN:-0:1} spin=() gpin=() cmd port= i rc
   [ "${pin%%:*}" != - ] && spin=(taskset -c "${pin%%:*}")
@@ -68,6 +86,7 @@ one() { # name: one measurement, the load generator's RESULT line
     nexus-tcp) cmd=("$NEXUS_BUILD/bin/nexus" "$ROOT/bench/http_server_nexus_tcp.lua") ;;
     *) echo "http_server.sh: unknown server $1" >&2; return 1 ;;
   esac
+  quiet
   # emptied here: the redirection below happens in the forked child, and
   # until it does the poll would read the last server's port
   : >"$OUT/srv.out"; : >"$OUT/srv.err"
