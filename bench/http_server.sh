@@ -15,6 +15,7 @@
 # generator on CPU 1 (BENCH_HTTP_PIN="SERVER:LOADGEN", "-" = unpinned).
 #   bash bench/http_server.sh --one c-floor|luahttp|nexus|nexus-tcp  one RESULT line (make bench's http_server)
 #   bash bench/http_server.sh [RUNS]                         all four, interleaved, RUNS rounds (3)
+#   bash bench/http_server.sh --callgrind NAME               user-space instructions per request (valgrind)
 # Environment: BENCH_HTTP_CONNS (50), BENCH_HTTP_DEPTH (1), BENCH_HTTP_SECS
 # (5, timed window), BENCH_HTTP_WARMUP_SECS (1, untimed first),
 # BENCH_HTTP_QUIET (0: seconds to wait at most for an idle machine before
@@ -122,6 +123,69 @@ one() { # name: one measurement, the load generator's RESULT line
   return $rc
 }
 
+# --callgrind NAME: the server under valgrind's callgrind, counters zeroed
+# after a warm-up, then BENCH_HTTP_SECS of load (unpinned): user-space
+# instructions per request, in all and per object (the interpreter and
+# runtime in libluajit, JIT code as ???, the parser, libuv, ...). The
+# kernel's share (the same read + write per request for every server here)
+# is not counted. Deterministic enough (a few %) to compare changes that
+# the CPU-time figures cannot tell apart on a noisy machine.
+cg() {
+  local name=$1 cmd port= i pid r n f
+  case $name in
+    c-floor)
+      build http_server_uv "$ROOT/bench/http_server_uv.c" $(pkg-config --cflags --libs libuv) -lhttp_parser
+      cmd=("$OUT/http_server_uv") ;;
+    luahttp) cmd=("$LUAJIT" "$ROOT/bench/http_server_luahttp.lua") ;;
+    nexus) cmd=("$NEXUS_BUILD/bin/nexus" "$ROOT/bench/http_server_nexus.lua") ;;
+    nexus-tcp) cmd=("$NEXUS_BUILD/bin/nexus" "$ROOT/bench/http_server_nexus_tcp.lua") ;;
+    *) echo "http_server.sh: unknown server $name" >&2; return 1 ;;
+  esac
+  rm -f "$OUT/callgrind.$name".*
+  : >"$OUT/srv.out"
+  valgrind --tool=callgrind --callgrind-out-file="$OUT/callgrind.$name.%p" "${cmd[@]}" 0 \
+    >>"$OUT/srv.out" 2>"$OUT/srv.err" &
+  srv_pid=$!
+  trap stop EXIT
+  for ((i = 0; i < 600; i++)); do   # 30 s: valgrind starts slowly
+    port=$(sed -n 's/^listening \([0-9][0-9]*\)$/\1/p' "$OUT/srv.out" | head -n 1)
+    [ -n "$port" ] && break
+    sleep 0.05
+  done
+  [ -n "$port" ] || { echo "http_server.sh: $name under callgrind: no listening line" >&2; stop; return 1; }
+  "$OUT/http_loadgen" -p "$port" -s 2 -W 1 >/dev/null || { stop; return 1; }
+  callgrind_control -z "$srv_pid" >/dev/null 2>&1
+  r=$("$OUT/http_loadgen" -p "$port" -c "${BENCH_HTTP_CONNS:-50}" -d "${BENCH_HTTP_DEPTH:-1}" \
+        -s "${BENCH_HTTP_SECS:-5}" -W 0) || { stop; return 1; }
+  callgrind_control -d "$srv_pid" >/dev/null 2>&1
+  sleep 0.5
+  stop
+  n=$(printf '%s\n' "$r" | sed -n 's/.* n=\([0-9]*\).*/\1/p')
+  f=$(ls -t "$OUT/callgrind.$name".*.1 2>/dev/null | head -n 1)
+  [ -n "$n" ] && [ -n "$f" ] || { echo "http_server.sh: no callgrind dump" >&2; return 1; }
+  # self cost per object: cost lines count, except the one after calls=
+  # (a call's inclusive cost)
+  awk -v n="$n" -v name="$name" '
+    /^c?ob=/ { o = $0; c = (o ~ /^c/); sub(/^c?ob=/, "", o); id = o; sub(/ .*/, "", id)
+               if (o ~ / /) { sub(/^[^ ]* /, "", o); obname[id] = o }
+               if (!c) cur = id
+               next }
+    /^calls=/ { skip = 1; next }
+    /^[0-9+*-]/ { if (skip) { skip = 0; next } cost[cur] += $2; tot += $2; next }
+    END {
+      printf "%s Ir_per_req=%.0f n=%d\n", name, tot / n, n
+      for (k in cost) if (cost[k] / n >= 10) {
+        o = obname[k]; if (o == "") o = k; sub(/.*\//, "", o)
+        printf "  %8.0f  %s\n", cost[k] / n, o
+      }
+    }' "$f" | { read -r head; echo "$head"; sort -rn; }
+  echo "  (callgrind file: $f)"
+}
+
+if [ "${1:-}" = --callgrind ]; then
+  cg "$2"
+  exit
+fi
 if [ "${1:-}" = --one ]; then
   one "$2"
   exit
