@@ -190,6 +190,29 @@ local workloads = {
       ["lua-http"] = "lua-http's websocket on cqueues (luajit)",
     },
   },
+  http_server = {
+    title = "HTTP server: server CPU per keep-alive GET / (server CPU 0, load generator CPU 1)",
+    sub = function(r)
+      return r.conns and string.format(" (%d connections x %d in flight, %.0f s)",
+                                       r.conns, r.depth, r.secs)
+    end,
+    metric = "srv_cpu_us", unit = "server CPU us/req", fmt = "%.2f",
+    ref = "c-floor",
+    hide = { conns = true, depth = true, secs = true, n = true },   -- in the title
+    extra = {
+      { key = "req_per_s", head = "req/s", fmt = "%.0f", agg = "median", ratio = true },
+      { key = "p50_us", head = "p50 us", fmt = "%.1f", agg = "median" },
+      { key = "p99_us", head = "p99 us", fmt = "%.1f", agg = "median", ratio = true },
+      { key = "srv_cpu_pct", head = "server CPU %", fmt = "%.0f", agg = "median" },
+      { key = "gen_cpu_us", head = "loadgen CPU us/req", fmt = "%.2f", agg = "median" },
+    },
+    label = {
+      ["c-floor"] = "C on libuv + http_parser (reference)",
+      ["luahttp"] = "lua-http server on cqueues",
+      ["nexus"] = "nexus.http.listen (nexus command)",
+      ["nexus-tcp"] = "fixed responses by hand on nexus.tcp, no parser (info)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -433,6 +456,11 @@ local function targets(w, d)
     end
     return out
   end
+  if w == "http_server" then
+    rel("nexus", "c-floor", "the C floor (CPU/req)", 1.3)
+    rel("nexus", "luahttp", "lua-http (CPU/req)", 1, true)
+    return out
+  end
   if w == "coop" then
     rel("coop-128", "coop-off", "the budget off", 1.02)
     return out
@@ -500,7 +528,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "ws", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "ws", "http_server", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

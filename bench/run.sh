@@ -17,7 +17,9 @@
 #                 (compose is four tables: select, group, sem, coop; each can be named;
 #                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor
 #                 and copas + LuaSec; BENCH_TLS_PIN, BENCH_TLS_N, BENCH_TLS_WARMUP;
-#                 ws: bench/ws_bench.sh, the WebSocket echo against its C floor)
+#                 ws: bench/ws_bench.sh, the WebSocket echo against its C floor;
+#                 http_server: bench/http_server.sh, keep-alive GETs against
+#                 the C floor and lua-http, BENCH_HTTP_* there)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -46,7 +48,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,ws,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,ws,http_server,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -233,6 +235,26 @@ if wanted echo || wanted echo_latency || wanted echo_throughput; then
   fi
 fi
 
+# The HTTP server workload (bench/http_server.sh builds its programs): the
+# C floor needs http_parser's header and libuv, lua-http its server module,
+# nexus its HTTP server (nexus.http.listen).
+http_floor_why="" http_nexus_why=$nexus_cmd_why luahttp_why=""
+if wanted http_server; then
+  if ! flags=$(pkg-config --cflags --libs libuv 2>&1); then
+    http_floor_why="pkg-config libuv failed: $(printf '%s\n' "$flags" | head -n 1)"
+  elif ! printf '#include <http_parser.h>\n' | $CC -E - >/dev/null 2>&1; then
+    http_floor_why="http_parser.h not found (Debian: libhttp-parser-dev)"
+  fi
+  luahttp_why=$(lua_loads http.server)
+  if [ -z "$http_nexus_why" ] &&
+     ! err=$("$LUAJIT" -e "local h = require('nexus').http
+       if not (type(h) == 'table' and h.listen) then
+         error('nexus has no HTTP server (nexus.http.listen) in this build', 0)
+       end" 2>&1); then
+    http_nexus_why=$(printf '%s\n' "$err" | head -n 1 | sed 's/^[^:]*: //')
+  fi
+fi
+
 # --- the implementations ------------------------------------------------
 # Per workload: "impl|why-not-variable|command". The first is the reference.
 
@@ -308,6 +330,12 @@ impls_ws=(
   "nexus|nexus_cmd_why|bash $ROOT/bench/ws_bench.sh --one nexus"
   "nexus-zerocopy|nexus_cmd_why|bash $ROOT/bench/ws_bench.sh --one nexus-zerocopy"
   "lua-http|luahttp_why|bash $ROOT/bench/ws_bench.sh --one lua-http"
+)
+impls_http_server=(
+  "c-floor|http_floor_why|bash $ROOT/bench/http_server.sh --one c-floor"
+  "luahttp|luahttp_why|bash $ROOT/bench/http_server.sh --one luahttp"
+  "nexus|http_nexus_why|bash $ROOT/bench/http_server.sh --one nexus"
+  "nexus-tcp|nexus_cmd_why|bash $ROOT/bench/http_server.sh --one nexus-tcp"
 )
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -409,6 +437,7 @@ for w in select group sem coop; do
 done
 wanted tls_echo && run_workload tls_echo
 wanted ws && run_workload ws
+wanted http_server && run_workload http_server
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done
