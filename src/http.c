@@ -132,6 +132,7 @@ struct nx_http {
   CURLM *multi;
   uv_timer_t timer;
   nx_hsock *socks;                 /* watched sockets */
+  long added, peak;                /* requests in the multi handle: now, at most */
   int closed;
 };
 
@@ -199,7 +200,10 @@ static size_t nx_on_header(char *p, size_t size, size_t n, void *ud) {
 /* ---- finishing ---- */
 
 static void nx_hreq_remove(nx_hreq *r) {
-  if (r->added && r->h && r->h->multi) curl_multi_remove_handle(r->h->multi, r->easy);
+  if (r->added && r->h && r->h->multi) {
+    curl_multi_remove_handle(r->h->multi, r->easy);
+    r->h->added--;
+  }
   r->added = 0;
 }
 
@@ -484,6 +488,15 @@ static int l_http_start(lua_State *L) {
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
     return luaL_error(L, "nexus.http.request: libcurl refused the request");
   r->added = 1;
+  /* libcurl keeps 4 idle connections per easy handle in the multi at the
+   * moment a transfer ends; here a finished request leaves the multi
+   * before its task can start the next one, so after a burst of answers
+   * that count is low and the connections just used are closed. Sized by
+   * the most requests ever in flight at once instead (the same 4x rule). */
+  if (++h->added > h->peak) {
+    h->peak = h->added;
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 4 * h->peak);
+  }
   return 1;
 }
 
