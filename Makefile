@@ -32,7 +32,8 @@ ABS_BUILD := $(abspath $(BUILD))
 
 DEB_PACKAGES := luajit libluajit-5.1-dev libuv1-dev lua-busted luarocks \
 	lua-luv lua-cqueues lua-copas pkg-config cmake gcc make \
-	libssl-dev openssl libwslay-dev libcurl4-openssl-dev python3 python3-websockets curl
+	libssl-dev openssl libwslay-dev libcurl4-openssl-dev python3 python3-websockets curl \
+	lua-http nghttp2-server
 
 # Environment of the test, run and bench commands: the tree's Lua files and
 # the build's C module come before the system's (";;" keeps the defaults).

@@ -172,6 +172,19 @@ local workloads = {
       ["nexus"] = "nexus, listen{tls=...} (nexus command)",
     },
   },
+  http_client = {
+    title = "HTTP client: GETs of a 1 KiB body, 100 in flight, from a keep-alive C server (server CPU 1, client CPU 0)",
+    metric = "cpu_us_per_req", unit = "client CPU us/req", fmt = "%.2f",
+    ref = "c-floor",
+    hide = {},
+    extra = { { key = "req_per_s", head = "req/s", fmt = "%.0f", agg = "median", ratio = true } },
+    label = {
+      ["c-floor"] = "C: libcurl multi on libuv, multi-uv shape (reference)",
+      ["nexus"] = "nexus.http.get, 100 tasks (nexus command)",
+      ["lua-http"] = "lua-http on cqueues, 100 keep-alive connections",
+      ["copas"] = "socket.http in copas (a connection per request)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -365,6 +378,12 @@ local function targets(w, d)
     rel("nexus", "cqueues", "cqueues", 1, true)
     return out
   end
+  if w == "http_client" then
+    rel("nexus", "c-floor", "the C floor (CPU/req)", 1.15)
+    rel("nexus", "lua-http", "lua-http (CPU/req)", 1, true)
+    rel("nexus", "copas", "copas (CPU/req)", 1, true)
+    return out
+  end
   if w == "tls_echo" then
     rel("nexus", "c-floor", "the C floor (p50)", 1.10)
     return out
@@ -440,7 +459,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "http_client", "luv_bridge", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

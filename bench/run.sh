@@ -15,7 +15,10 @@
 #   BENCH_ONLY    comma list of workloads to run:
 #                 spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,echo
 #                 (compose is four tables: select, group, sem, coop; each can be named;
-#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor)
+#                 tls_echo: bench/tls_echo.sh, the TLS echo against its C floor;
+#                 http_client: bench/http_client.sh, GETs through nexus.http,
+#                 lua-http, copas and a C floor; luv_bridge: nexus.luv.await
+#                 against a plain luv callback)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -44,7 +47,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,http_client,luv_bridge,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -297,6 +300,17 @@ impls_tls_echo=(
   "c-floor||bash $ROOT/bench/tls_echo.sh --one c-floor"
   "nexus|nexus_cmd_why|bash $ROOT/bench/tls_echo.sh --one nexus"
 )
+# HTTP client (issue 16): bench/http_client.sh starts the C server pinned
+# to CPU 1 and runs one client on CPU 0 (BENCH_HTTP_* in that script).
+lua_http_why=$(lua_loads http.client)
+socket_http_why=$copas_why
+[ -z "$socket_http_why" ] && socket_http_why=$(lua_loads socket.http)
+impls_http_client=(
+  "c-floor||bash $ROOT/bench/http_client.sh --one c-floor"
+  "nexus|nexus_cmd_why|bash $ROOT/bench/http_client.sh --one nexus"
+  "lua-http|lua_http_why|bash $ROOT/bench/http_client.sh --one lua-http"
+  "copas|socket_http_why|bash $ROOT/bench/http_client.sh --one copas"
+)
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -396,6 +410,7 @@ for w in select group sem coop; do
   { wanted compose || wanted "$w"; } && run_workload "$w"
 done
 wanted tls_echo && run_workload tls_echo
+wanted http_client && run_workload http_client
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done
