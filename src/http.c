@@ -48,6 +48,7 @@ static struct {
   CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
   CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
   void (*easy_cleanup)(CURL *);
+  void (*easy_reset)(CURL *);
   const char *(*easy_strerror)(CURLcode);
   struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
   void (*slist_free_all)(struct curl_slist *);
@@ -69,6 +70,7 @@ static struct {
 #define curl_easy_setopt nx_curl.easy_setopt
 #define curl_easy_getinfo nx_curl.easy_getinfo
 #define curl_easy_cleanup nx_curl.easy_cleanup
+#define curl_easy_reset nx_curl.easy_reset
 #define curl_easy_strerror nx_curl.easy_strerror
 #define curl_slist_append nx_curl.slist_append
 #define curl_slist_free_all nx_curl.slist_free_all
@@ -105,6 +107,7 @@ static const char *nx_curl_load(void) {
   NX_SYM(easy_setopt, "curl_easy_setopt")
   NX_SYM(easy_getinfo, "curl_easy_getinfo")
   NX_SYM(easy_cleanup, "curl_easy_cleanup")
+  NX_SYM(easy_reset, "curl_easy_reset")
   NX_SYM(easy_strerror, "curl_easy_strerror")
   NX_SYM(slist_append, "curl_slist_append")
   NX_SYM(slist_free_all, "curl_slist_free_all")
@@ -133,6 +136,8 @@ struct nx_http {
   uv_timer_t timer;
   nx_hsock *socks;                 /* watched sockets */
   long added, peak;                /* requests in the multi handle: now, at most */
+  CURL **spare;                    /* finished requests' easy handles, reset */
+  int nspare, capspare;
   int closed;
 };
 
@@ -146,7 +151,8 @@ typedef struct nx_hreq {
   char *req_body;                  /* a copy: the request's body */
   nx_task *waiter;
   CURLcode result;
-  int done, added;
+  int done, added, gone;
+  long status, version;            /* kept when the easy handle is given back */
   int stream, started, paused;     /* stream = true: read as it comes */
   size_t rpos;                     /* stream: body bytes before it are read */
   char err[CURL_ERROR_SIZE];
@@ -205,6 +211,42 @@ static void nx_hreq_remove(nx_hreq *r) {
     r->h->added--;
   }
   r->added = 0;
+}
+
+/* An easy handle for a new request: a spare one (curl_easy_reset keeps
+ * its allocations, only the options go back to their defaults), else a
+ * new one. */
+static CURL *nx_http_easy(nx_http *h) {
+  if (h->nspare) return h->spare[--h->nspare];
+  return curl_easy_init();
+}
+
+/* A finished request whose result was taken gives its easy handle back
+ * (and its buffers and header list go): the next request reuses it. A
+ * request that is never read keeps it until its __gc. */
+static void nx_hreq_recycle(nx_hreq *r) {
+  nx_http *h = r->h;
+  if (!r->easy || !r->done || r->added) return;
+  curl_slist_free_all(r->headers);
+  r->headers = NULL;
+  free(r->req_body);
+  r->req_body = NULL;
+  if (h && !h->closed && h->nspare < h->peak) {
+    if (h->nspare == h->capspare) {
+      int cap = h->capspare ? h->capspare * 2 : 16;
+      CURL **p = realloc(h->spare, (size_t)cap * sizeof *p);
+      if (!p) goto drop;
+      h->spare = p;
+      h->capspare = cap;
+    }
+    curl_easy_reset(r->easy);
+    h->spare[h->nspare++] = r->easy;
+    r->easy = NULL;
+    return;
+  }
+drop:
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
 }
 
 static void nx_hreq_wake(nx_hreq *r) {
@@ -334,6 +376,9 @@ static void nx_http_close(nx_rt *rt, nx_owned *o) {
    * which removed them); the multi handle goes. */
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
+  while (h->nspare) curl_easy_cleanup(h->spare[--h->nspare]);
+  free(h->spare);
+  h->spare = NULL;
   /* the struct itself is leaked on purpose: its timer's close callback
    * runs in the runtime's last loop turn. Small, once per runtime. */
 }
@@ -372,10 +417,13 @@ static nx_hreq *nx_check_hreq(lua_State *L, const char *fname) {
 
 static int l_hreq_gc(lua_State *L) {
   nx_hreq *r = luaL_testudata(L, 1, NX_HREQ_MT);
-  if (!r || !r->easy) return 0;
-  if (r->h && !r->h->closed) nx_hreq_remove(r);
-  curl_easy_cleanup(r->easy);
-  r->easy = NULL;
+  if (!r || r->gone) return 0;
+  r->gone = 1;
+  if (r->easy) {
+    if (r->h && !r->h->closed) nx_hreq_remove(r);
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+  }
   curl_slist_free_all(r->headers);
   free(r->body.p);
   free(r->head.p);
@@ -419,7 +467,7 @@ static int l_http_start(lua_State *L) {
   memset(r, 0, sizeof *r);
   luaL_getmetatable(L, NX_HREQ_MT);
   lua_setmetatable(L, -2);
-  if (!(r->easy = curl_easy_init())) return luaL_error(L, "nexus.http.request: out of memory");
+  if (!(r->easy = nx_http_easy(h))) return luaL_error(L, "nexus.http.request: out of memory");
   CURL *e = r->easy;
   curl_easy_setopt(e, CURLOPT_URL, nx_opt_str(L, "url"));
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
@@ -551,15 +599,27 @@ static int l_http_result(lua_State *L) {
     default:
       lua_pushfstring(L, "%s%s%s", curl_easy_strerror(r->result), r->err[0] ? ": " : "", r->err);
     }
+    nx_hreq_recycle(r);
     return 2;
   }
-  long status = 0, version = 0;
-  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+  long status = r->status, version = r->version;
+  if (r->easy) {
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+    r->status = status;
+    r->version = version;
+  }
   lua_pushinteger(L, status);
   lua_pushstring(L, version == CURL_HTTP_VERSION_2_0 ? "2" : version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
   lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.n);
   lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.n);
+  if (!r->stream && r->done) {     /* all taken: the handle and the buffers go */
+    nx_hreq_recycle(r);
+    free(r->body.p);
+    free(r->head.p);
+    memset(&r->body, 0, sizeof r->body);
+    memset(&r->head, 0, sizeof r->head);
+  }
   return 4;
 }
 
@@ -577,6 +637,7 @@ static int l_http_read(lua_State *L) {
     return 1;
   }
   if (r->done && r->result != CURLE_OK) return l_http_result(L);
+  nx_hreq_recycle(r);              /* at the end (done), else a no-op */
   lua_pushnil(L);
   return 1;
 }
