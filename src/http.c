@@ -431,20 +431,6 @@ static int l_hreq_gc(lua_State *L) {
   return 0;
 }
 
-static const char *nx_opt_str(lua_State *L, const char *key) {
-  lua_getfield(L, 1, key);
-  const char *v = lua_tostring(L, -1);
-  lua_pop(L, 1);                     /* the table keeps the string */
-  return v;
-}
-
-static double nx_opt_num(lua_State *L, const char *key, double dflt) {
-  lua_getfield(L, 1, key);
-  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-  lua_pop(L, 1);
-  return v;
-}
-
 static int nx_opt_bool(lua_State *L, int idx, const char *key, int dflt) {
   lua_getfield(L, idx, key);
   int v = lua_isnil(L, -1) ? dflt : lua_toboolean(L, -1);
@@ -468,8 +454,34 @@ static int l_http_start(lua_State *L) {
   luaL_getmetatable(L, NX_HREQ_MT);
   lua_setmetatable(L, -2);
   if (!(r->easy = nx_http_easy(h))) return luaL_error(L, "nexus.http.request: out of memory");
+  /* One pass over the options that are there (usually only url), rather
+   * than a lookup for each one that might be: the strings stay valid,
+   * the table holds them. */
+  const char *url = NULL, *method = NULL, *body = NULL, *version = NULL;
+  size_t body_n = 0;
+  double tmo = 0, ctmo = 0;
+  int follow = 0, has_tls = 0, has_headers = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    switch (k[0]) {
+    case 'u': if (!strcmp(k, "url")) url = lua_tostring(L, -1); break;
+    case 'm': if (!strcmp(k, "method")) method = lua_tostring(L, -1); break;
+    case 'b': if (!strcmp(k, "body")) body = lua_tolstring(L, -1, &body_n); break;
+    case 'v': if (!strcmp(k, "version")) version = lua_tostring(L, -1); break;
+    case 't':
+      if (!strcmp(k, "timeout")) tmo = lua_tonumber(L, -1);
+      else if (!strcmp(k, "tls")) has_tls = lua_istable(L, -1);
+      break;
+    case 'c': if (!strcmp(k, "connect_timeout")) ctmo = lua_tonumber(L, -1); break;
+    case 'f': if (!strcmp(k, "follow_redirects")) follow = lua_toboolean(L, -1); break;
+    case 's': if (!strcmp(k, "stream")) r->stream = lua_toboolean(L, -1); break;
+    case 'h': if (!strcmp(k, "headers")) has_headers = lua_istable(L, -1); break;
+    }
+    lua_pop(L, 1);
+  }
   CURL *e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, nx_opt_str(L, "url"));
+  curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -481,43 +493,33 @@ static int l_http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  const char *method = nx_opt_str(L, "method");
-  const char *body = nx_opt_str(L, "body");
   if (body) {
-    lua_getfield(L, 1, "body");
-    size_t n;
-    const char *b = lua_tolstring(L, -1, &n);
-    r->req_body = malloc(n ? n : 1);
+    r->req_body = malloc(body_n ? body_n : 1);
     if (!r->req_body) return luaL_error(L, "nexus.http.request: out of memory");
-    memcpy(r->req_body, b, n);
-    lua_pop(L, 1);
+    memcpy(r->req_body, body, body_n);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_n);
   }
   if (method && strcmp(method, "GET") != 0) {
     if (!strcmp(method, "HEAD")) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   }
-  double tmo = nx_opt_num(L, "timeout", 0), ctmo = nx_opt_num(L, "connect_timeout", 0);
   if (tmo > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(tmo * 1000 + 0.5));
   if (ctmo > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctmo * 1000 + 0.5));
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)nx_opt_bool(L, 1, "follow_redirects", 0));
-  r->stream = nx_opt_bool(L, 1, "stream", 0);
-  const char *version = nx_opt_str(L, "version");
+  if (follow) curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
   if (version && !strcmp(version, "2")) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
   else curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  lua_getfield(L, 1, "tls");
-  if (lua_istable(L, -1)) {
+  if (has_tls) {
+    lua_getfield(L, 1, "tls");
     int verify = nx_opt_bool(L, lua_gettop(L), "verify", 1);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)verify);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     lua_getfield(L, -1, "ca_file");
     if (lua_isstring(L, -1)) curl_easy_setopt(e, CURLOPT_CAINFO, lua_tostring(L, -1));
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "headers");
-  if (lua_istable(L, -1)) {
+  if (has_headers) {
+    lua_getfield(L, 1, "headers");
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       lua_pushvalue(L, -2);
@@ -530,8 +532,8 @@ static int l_http_start(lua_State *L) {
       r->headers = l;
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   r->h = h;
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
     return luaL_error(L, "nexus.http.request: libcurl refused the request");
@@ -579,7 +581,55 @@ static int l_http_wait(lua_State *L) {
   return 1;
 }
 
-/* core.http_result(req): status, http version, the raw header block,
+/* Pushes the headers of the last response in the header block (after
+ * redirects and 100 Continue) as a table: names in lower case, a
+ * repeated header's values joined with ", ", values trimmed. */
+static void nx_push_headers(lua_State *L, const char *p, size_t n) {
+  const char *end = p + n, *last = p;
+  for (const char *q = p; q + 5 <= end; q++)      /* the last "HTTP/" at a line's start */
+    if ((q == p || (q - p >= 2 && q[-2] == '\r' && q[-1] == '\n')) && !memcmp(q, "HTTP/", 5)) last = q;
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  char name[128];
+  for (const char *q = last; q < end;) {
+    const char *eol = q;
+    while (eol < end && *eol != '\r' && *eol != '\n') eol++;
+    const char *c = q;
+    while (c < eol && *c != ':' && *c != ' ' && *c != '\t' && *c != '\f' && *c != '\v') c++;
+    if (c > q && c < eol && *c == ':') {
+      size_t nl = (size_t)(c - q);
+      const char *v = c + 1, *ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      if (nl <= sizeof name) {
+        for (size_t i = 0; i < nl; i++) name[i] = (char)((q[i] >= 'A' && q[i] <= 'Z') ? q[i] + 32 : q[i]);
+        lua_pushlstring(L, name, nl);
+      } else {                                    /* a long name: rare */
+        lua_pushlstring(L, q, nl);
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "lower");
+        lua_remove(L, -2);
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+      }
+      lua_pushvalue(L, -1);
+      lua_rawget(L, t);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      }
+      lua_rawset(L, t);
+    }
+    q = eol;
+    while (q < end && (*q == '\r' || *q == '\n')) q++;
+  }
+}
+
+/* core.http_result(req): status, http version, the headers (a table),
  * the body | nil, error text. */
 static int l_http_result(lua_State *L) {
   nx_hreq *r = nx_check_hreq(L, "nexus.http.request");
@@ -611,7 +661,7 @@ static int l_http_result(lua_State *L) {
   }
   lua_pushinteger(L, status);
   lua_pushstring(L, version == CURL_HTTP_VERSION_2_0 ? "2" : version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
-  lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.n);
+  nx_push_headers(L, r->head.p ? r->head.p : "", r->head.n);
   lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.n);
   if (!r->stream && r->done) {     /* all taken: the handle and the buffers go */
     nx_hreq_recycle(r);
