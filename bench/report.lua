@@ -185,6 +185,24 @@ local workloads = {
       ["copas"] = "socket.http in copas (a connection per request)",
     },
   },
+  luv_bridge = {
+    title = "luv bridge: nexus.luv.await(fn) against a plain luv callback, the same op, ns per call",
+    metric = "ns_per_call", unit = "ns/call", fmt = "%.0f",
+    ref = "cb-stat",
+    hide = {},
+    extra = {},
+    label = {
+      ["cb-stat"] = "uv.fs_stat chained from its callback, nexus's loop (reference)",
+      ["await-stat"] = "uv.fs_stat, each through nexus.luv.await",
+      ["luv-stat"] = "uv.fs_stat chained, plain luv on its own loop (info)",
+      ["cb-timer"] = "0 ms uv timer restarted from its callback (no loop turn: libuv 1.44)",
+      ["await-timer"] = "0 ms uv timer, each through nexus.luv.await (a loop turn each)",
+      ["luv-timer"] = "0 ms timer chained, plain luv (info)",
+      ["cb-idle"] = "uv idle callback, one per loop turn, nexus's loop",
+      ["await-idle"] = "an idle callback per loop turn, each through nexus.luv.await",
+      ["luv-idle"] = "uv idle callback per loop turn, plain luv (info)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -376,6 +394,16 @@ local function targets(w, d)
   if w == "sem" then
     rel("nexus", "lua-sched", "the Lua semaphore", 1, true)
     rel("nexus", "cqueues", "cqueues", 1, true)
+    return out
+  end
+  if w == "luv_bridge" then
+    for _, op in ipairs({ "stat", "timer", "idle" }) do
+      local a, c = d.rows["await-" .. op], d.rows["cb-" .. op]
+      if a and c and a.med and c.med then
+        out[#out + 1] = string.format("await-%s: %.0f ns per call over the plain callback (%.0f against %.0f; reported, no target)",
+          op, a.med - c.med, a.med, c.med)
+      end
+    end
     return out
   end
   if w == "http_client" then

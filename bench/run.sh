@@ -311,6 +311,15 @@ impls_http_client=(
   "lua-http|lua_http_why|bash $ROOT/bench/http_client.sh --one lua-http"
   "copas|socket_http_why|bash $ROOT/bench/http_client.sh --one copas"
 )
+# nexus.luv.await against a plain luv callback, the same op (issue 16).
+impls_luv_bridge=()
+for op in stat timer idle; do
+  impls_luv_bridge+=(
+    "cb-$op|nexus_why|$LUAJIT $ROOT/bench/luv_bridge.lua cb-$op"
+    "await-$op|nexus_why|$LUAJIT $ROOT/bench/luv_bridge.lua await-$op"
+    "luv-$op|luv_why|$LUAJIT $ROOT/bench/luv_bridge.lua luv-$op"
+  )
+done
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -411,6 +420,7 @@ for w in select group sem coop; do
 done
 wanted tls_echo && run_workload tls_echo
 wanted http_client && run_workload http_client
+wanted luv_bridge && run_workload luv_bridge
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done
