@@ -179,6 +179,7 @@ static int nx_buf_add(nx_buf *b, const char *p, size_t n) {
  * below the low mark resumes it. */
 #define NX_HTTP_HIGH (1u << 20)
 #define NX_HTTP_LOW (1u << 18)
+#define NX_HTTP_MAXREDIRS 20      /* follow_redirects: at most this many */
 
 static void nx_hreq_wake(nx_hreq *r);
 
@@ -200,6 +201,7 @@ static size_t nx_on_body(char *p, size_t size, size_t n, void *ud) {
 
 static size_t nx_on_header(char *p, size_t size, size_t n, void *ud) {
   nx_hreq *r = ud;
+  if (size * n >= 5 && !memcmp(p, "HTTP/", 5)) r->head.n = 0;   /* a new response: only the last one's headers are kept */
   return nx_buf_add(&r->head, p, size * n) == 0 ? size * n : 0;
 }
 
@@ -506,8 +508,16 @@ static int l_http_start(lua_State *L) {
   }
   if (tmo > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(tmo * 1000 + 0.5));
   if (ctmo > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctmo * 1000 + 0.5));
-  if (follow) curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);
-  if (version && !strcmp(version, "2")) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  if (follow) {                    /* libcurl's own default is no limit: a loop ran */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* until the headers were too large */
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)NX_HTTP_MAXREDIRS);
+  }
+  if (version && !strcmp(version, "2")) {
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* requests started together wait for the connection being made and
+     * share it (multiplexed) rather than each opening its own */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  }
   else curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
   if (has_tls) {
     lua_getfield(L, 1, "tls");
@@ -646,6 +656,7 @@ static int l_http_result(lua_State *L) {
       lua_pushfstring(L, "tls: %s", r->err[0] ? r->err : curl_easy_strerror(r->result));
       break;
     case CURLE_GOT_NOTHING: lua_pushliteral(L, "eof"); break;
+    case CURLE_TOO_MANY_REDIRECTS: lua_pushliteral(L, "too many redirects"); break;
     default:
       lua_pushfstring(L, "%s%s%s", curl_easy_strerror(r->result), r->err[0] ? ": " : "", r->err);
     }
