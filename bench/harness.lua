@@ -11,6 +11,9 @@ local ffi = require "ffi"
 ffi.cdef [[
 typedef struct nxb_timespec { long tv_sec; long tv_nsec; } nxb_timespec;
 int clock_gettime(int clk_id, nxb_timespec *tp);
+typedef struct nxb_timeval { long tv_sec; long tv_usec; } nxb_timeval;
+typedef struct nxb_rusage { nxb_timeval ru_utime, ru_stime; long ru_rest[14]; } nxb_rusage;
+int getrusage(int who, nxb_rusage *usage);
 ]]
 
 local C = ffi.C
@@ -24,6 +27,14 @@ local H = {}
 function H.now()
   C.clock_gettime(CLOCK_MONOTONIC, ts)
   return tonumber(ts.tv_sec) + tonumber(ts.tv_nsec) * 1e-9
+end
+
+-- CPU seconds this process has used (user + system: getrusage(RUSAGE_SELF)).
+local ru = ffi.new("nxb_rusage")
+function H.cpu()
+  assert(C.getrusage(0, ru) == 0, "getrusage failed")
+  return tonumber(ru.ru_utime.tv_sec) + tonumber(ru.ru_utime.tv_usec) * 1e-6
+       + tonumber(ru.ru_stime.tv_sec) + tonumber(ru.ru_stime.tv_usec) * 1e-6
 end
 
 -- A field of /proc/self/status in bytes ("VmRSS", "VmHWM", ...).

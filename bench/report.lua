@@ -213,6 +213,37 @@ local workloads = {
       ["nexus-tcp"] = "fixed responses by hand on nexus.tcp, no parser (info)",
     },
   },
+  http_client = {
+    title = "HTTP client: GETs of a 1 KiB body, 100 in flight, from a keep-alive C server (server CPU 1, client CPU 0)",
+    metric = "cpu_us_per_req", unit = "client CPU us/req", fmt = "%.2f",
+    ref = "c-floor",
+    hide = {},
+    extra = { { key = "req_per_s", head = "req/s", fmt = "%.0f", agg = "median", ratio = true } },
+    label = {
+      ["c-floor"] = "C: libcurl multi on libuv, multi-uv shape (reference)",
+      ["nexus"] = "nexus.http.get, 100 tasks (nexus command)",
+      ["lua-http"] = "lua-http on cqueues, 100 keep-alive connections",
+      ["copas"] = "socket.http in copas (a connection per request)",
+    },
+  },
+  luv_bridge = {
+    title = "luv bridge: nexus.luv.await(fn) against a plain luv callback, the same op, ns per call",
+    metric = "ns_per_call", unit = "ns/call", fmt = "%.0f",
+    ref = "cb-stat",
+    hide = {},
+    extra = {},
+    label = {
+      ["cb-stat"] = "uv.fs_stat chained from its callback, nexus's loop (reference)",
+      ["await-stat"] = "uv.fs_stat, each through nexus.luv.await",
+      ["luv-stat"] = "uv.fs_stat chained, plain luv on its own loop (info)",
+      ["cb-timer"] = "0 ms uv timer restarted from its callback (no loop turn: libuv 1.44)",
+      ["await-timer"] = "0 ms uv timer, each through nexus.luv.await (a loop turn each)",
+      ["luv-timer"] = "0 ms timer chained, plain luv (info)",
+      ["cb-idle"] = "uv idle callback, one per loop turn, nexus's loop",
+      ["await-idle"] = "an idle callback per loop turn, each through nexus.luv.await",
+      ["luv-idle"] = "uv idle callback per loop turn, plain luv (info)",
+    },
+  },
   coop = {
     title = "coop: the chan ping-pong with the cooperative budget off and at its default",
     metric = "ns_per_hop", unit = "ns/hop", fmt = "%.1f",
@@ -444,6 +475,22 @@ local function targets(w, d)
     rel("nexus", "cqueues", "cqueues", 1, true)
     return out
   end
+  if w == "luv_bridge" then
+    for _, op in ipairs({ "stat", "timer", "idle" }) do
+      local a, c = d.rows["await-" .. op], d.rows["cb-" .. op]
+      if a and c and a.med and c.med then
+        out[#out + 1] = string.format("await-%s: %.0f ns per call over the plain callback (%.0f against %.0f; reported, no target)",
+          op, a.med - c.med, a.med, c.med)
+      end
+    end
+    return out
+  end
+  if w == "http_client" then
+    rel("nexus", "c-floor", "the C floor (CPU/req)", 1.15)
+    rel("nexus", "lua-http", "lua-http (CPU/req)", 1, true)
+    rel("nexus", "copas", "copas (CPU/req)", 1, true)
+    return out
+  end
   if w == "tls_echo" then
     rel("nexus", "c-floor", "the C floor (p50)", 1.10)
     rel("nexus", "copas", "copas + LuaSec (p50)", 1, true)
@@ -528,7 +575,7 @@ end
 local md = {}
 local function emit(s) io.stdout:write(s, "\n") end
 
-for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "ws", "http_server", "world", "bytes",
+for _, w in ipairs({ "spawn", "sleepers", "parked", "pool", "chan", "chan_try", "select", "group", "sem", "coop", "tls_echo", "ws", "http_server", "http_client", "luv_bridge", "world", "bytes",
                         "signal", "echo_latency", "echo_throughput" }) do
   local d, spec = data[w], workloads[w]
   if d then

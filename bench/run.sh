@@ -19,7 +19,10 @@
 #                 and copas + LuaSec; BENCH_TLS_PIN, BENCH_TLS_N, BENCH_TLS_WARMUP;
 #                 ws: bench/ws_bench.sh, the WebSocket echo against its C floor;
 #                 http_server: bench/http_server.sh, keep-alive GETs against
-#                 the C floor and lua-http, BENCH_HTTP_* there)
+#                 the C floor and lua-http, BENCH_HTTP_* there;
+#                 http_client: bench/http_client.sh, GETs through nexus.http,
+#                 lua-http, copas and a C floor; luv_bridge: nexus.luv.await
+#                 against a plain luv callback)
 #                 (chan is two tables: ping-pong, chan_try; echo is two:
 #                 echo_latency, echo_throughput, each can be named)
 #   LUAJIT        the interpreter (default luajit)
@@ -48,7 +51,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 NEXUS_BUILD=${NEXUS_BUILD:-$ROOT/build}
 case $NEXUS_BUILD in /*) ;; *) NEXUS_BUILD=$PWD/$NEXUS_BUILD ;; esac
 BENCH_RUNS=${BENCH_RUNS:-5}
-BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,ws,http_server,echo}
+BENCH_ONLY=${BENCH_ONLY:-spawn,sleepers,parked,pool,chan,world,bytes,signal,compose,tls_echo,ws,http_server,http_client,luv_bridge,echo}
 LUAJIT=${LUAJIT:-luajit}
 CC=${CC:-cc}
 RUN_TIMEOUT=${BENCH_TIMEOUT:-120}
@@ -337,6 +340,26 @@ impls_http_server=(
   "nexus|http_nexus_why|bash $ROOT/bench/http_server.sh --one nexus"
   "nexus-tcp|nexus_cmd_why|bash $ROOT/bench/http_server.sh --one nexus-tcp"
 )
+# HTTP client (issue 16): bench/http_client.sh starts the C server pinned
+# to CPU 1 and runs one client on CPU 0 (BENCH_HTTP_* in that script).
+lua_http_why=$(lua_loads http.client)
+socket_http_why=$copas_why
+[ -z "$socket_http_why" ] && socket_http_why=$(lua_loads socket.http)
+impls_http_client=(
+  "c-floor||bash $ROOT/bench/http_client.sh --one c-floor"
+  "nexus|nexus_cmd_why|bash $ROOT/bench/http_client.sh --one nexus"
+  "lua-http|lua_http_why|bash $ROOT/bench/http_client.sh --one lua-http"
+  "copas|socket_http_why|bash $ROOT/bench/http_client.sh --one copas"
+)
+# nexus.luv.await against a plain luv callback, the same op (issue 16).
+impls_luv_bridge=()
+for op in stat timer idle; do
+  impls_luv_bridge+=(
+    "cb-$op|nexus_why|$LUAJIT $ROOT/bench/luv_bridge.lua cb-$op"
+    "await-$op|nexus_why|$LUAJIT $ROOT/bench/luv_bridge.lua await-$op"
+    "luv-$op|luv_why|$LUAJIT $ROOT/bench/luv_bridge.lua luv-$op"
+  )
+done
 impls_coop=(
   "coop-off|nexus_why|env BENCH_COOP=0 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "coop-128|nexus_why|env BENCH_COOP=128 $LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
@@ -438,6 +461,8 @@ done
 wanted tls_echo && run_workload tls_echo
 wanted ws && run_workload ws
 wanted http_server && run_workload http_server
+wanted http_client && run_workload http_client
+wanted luv_bridge && run_workload luv_bridge
 for w in echo_latency echo_throughput; do
   { wanted echo || wanted "$w"; } && run_workload "$w"
 done

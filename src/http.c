@@ -48,6 +48,7 @@ static struct {
   CURLcode (*easy_setopt)(CURL *, CURLoption, ...);
   CURLcode (*easy_getinfo)(CURL *, CURLINFO, ...);
   void (*easy_cleanup)(CURL *);
+  void (*easy_reset)(CURL *);
   const char *(*easy_strerror)(CURLcode);
   struct curl_slist *(*slist_append)(struct curl_slist *, const char *);
   void (*slist_free_all)(struct curl_slist *);
@@ -69,6 +70,7 @@ static struct {
 #define curl_easy_setopt nx_curl.easy_setopt
 #define curl_easy_getinfo nx_curl.easy_getinfo
 #define curl_easy_cleanup nx_curl.easy_cleanup
+#define curl_easy_reset nx_curl.easy_reset
 #define curl_easy_strerror nx_curl.easy_strerror
 #define curl_slist_append nx_curl.slist_append
 #define curl_slist_free_all nx_curl.slist_free_all
@@ -105,6 +107,7 @@ static const char *nx_curl_load(void) {
   NX_SYM(easy_setopt, "curl_easy_setopt")
   NX_SYM(easy_getinfo, "curl_easy_getinfo")
   NX_SYM(easy_cleanup, "curl_easy_cleanup")
+  NX_SYM(easy_reset, "curl_easy_reset")
   NX_SYM(easy_strerror, "curl_easy_strerror")
   NX_SYM(slist_append, "curl_slist_append")
   NX_SYM(slist_free_all, "curl_slist_free_all")
@@ -132,6 +135,9 @@ struct nx_http {
   CURLM *multi;
   uv_timer_t timer;
   nx_hsock *socks;                 /* watched sockets */
+  long added, peak;                /* requests in the multi handle: now, at most */
+  CURL **spare;                    /* finished requests' easy handles, reset */
+  int nspare, capspare;
   int closed;
 };
 
@@ -145,7 +151,8 @@ typedef struct nx_hreq {
   char *req_body;                  /* a copy: the request's body */
   nx_task *waiter;
   CURLcode result;
-  int done, added;
+  int done, added, gone;
+  long status, version;            /* kept when the easy handle is given back */
   int stream, started, paused;     /* stream = true: read as it comes */
   size_t rpos;                     /* stream: body bytes before it are read */
   char err[CURL_ERROR_SIZE];
@@ -172,6 +179,7 @@ static int nx_buf_add(nx_buf *b, const char *p, size_t n) {
  * below the low mark resumes it. */
 #define NX_HTTP_HIGH (1u << 20)
 #define NX_HTTP_LOW (1u << 18)
+#define NX_HTTP_MAXREDIRS 20      /* follow_redirects: at most this many */
 
 static void nx_hreq_wake(nx_hreq *r);
 
@@ -193,14 +201,54 @@ static size_t nx_on_body(char *p, size_t size, size_t n, void *ud) {
 
 static size_t nx_on_header(char *p, size_t size, size_t n, void *ud) {
   nx_hreq *r = ud;
+  if (size * n >= 5 && !memcmp(p, "HTTP/", 5)) r->head.n = 0;   /* a new response: only the last one's headers are kept */
   return nx_buf_add(&r->head, p, size * n) == 0 ? size * n : 0;
 }
 
 /* ---- finishing ---- */
 
 static void nx_hreq_remove(nx_hreq *r) {
-  if (r->added && r->h && r->h->multi) curl_multi_remove_handle(r->h->multi, r->easy);
+  if (r->added && r->h && r->h->multi) {
+    curl_multi_remove_handle(r->h->multi, r->easy);
+    r->h->added--;
+  }
   r->added = 0;
+}
+
+/* An easy handle for a new request: a spare one (curl_easy_reset keeps
+ * its allocations, only the options go back to their defaults), else a
+ * new one. */
+static CURL *nx_http_easy(nx_http *h) {
+  if (h->nspare) return h->spare[--h->nspare];
+  return curl_easy_init();
+}
+
+/* A finished request whose result was taken gives its easy handle back
+ * (and its buffers and header list go): the next request reuses it. A
+ * request that is never read keeps it until its __gc. */
+static void nx_hreq_recycle(nx_hreq *r) {
+  nx_http *h = r->h;
+  if (!r->easy || !r->done || r->added) return;
+  curl_slist_free_all(r->headers);
+  r->headers = NULL;
+  free(r->req_body);
+  r->req_body = NULL;
+  if (h && !h->closed && h->nspare < h->peak) {
+    if (h->nspare == h->capspare) {
+      int cap = h->capspare ? h->capspare * 2 : 16;
+      CURL **p = realloc(h->spare, (size_t)cap * sizeof *p);
+      if (!p) goto drop;
+      h->spare = p;
+      h->capspare = cap;
+    }
+    curl_easy_reset(r->easy);
+    h->spare[h->nspare++] = r->easy;
+    r->easy = NULL;
+    return;
+  }
+drop:
+  curl_easy_cleanup(r->easy);
+  r->easy = NULL;
 }
 
 static void nx_hreq_wake(nx_hreq *r) {
@@ -330,6 +378,9 @@ static void nx_http_close(nx_rt *rt, nx_owned *o) {
    * which removed them); the multi handle goes. */
   curl_multi_cleanup(h->multi);
   h->multi = NULL;
+  while (h->nspare) curl_easy_cleanup(h->spare[--h->nspare]);
+  free(h->spare);
+  h->spare = NULL;
   /* the struct itself is leaked on purpose: its timer's close callback
    * runs in the runtime's last loop turn. Small, once per runtime. */
 }
@@ -368,29 +419,18 @@ static nx_hreq *nx_check_hreq(lua_State *L, const char *fname) {
 
 static int l_hreq_gc(lua_State *L) {
   nx_hreq *r = luaL_testudata(L, 1, NX_HREQ_MT);
-  if (!r || !r->easy) return 0;
-  if (r->h && !r->h->closed) nx_hreq_remove(r);
-  curl_easy_cleanup(r->easy);
-  r->easy = NULL;
+  if (!r || r->gone) return 0;
+  r->gone = 1;
+  if (r->easy) {
+    if (r->h && !r->h->closed) nx_hreq_remove(r);
+    curl_easy_cleanup(r->easy);
+    r->easy = NULL;
+  }
   curl_slist_free_all(r->headers);
   free(r->body.p);
   free(r->head.p);
   free(r->req_body);
   return 0;
-}
-
-static const char *nx_opt_str(lua_State *L, const char *key) {
-  lua_getfield(L, 1, key);
-  const char *v = lua_tostring(L, -1);
-  lua_pop(L, 1);                     /* the table keeps the string */
-  return v;
-}
-
-static double nx_opt_num(lua_State *L, const char *key, double dflt) {
-  lua_getfield(L, 1, key);
-  double v = lua_isnumber(L, -1) ? lua_tonumber(L, -1) : dflt;
-  lua_pop(L, 1);
-  return v;
 }
 
 static int nx_opt_bool(lua_State *L, int idx, const char *key, int dflt) {
@@ -415,9 +455,35 @@ static int l_http_start(lua_State *L) {
   memset(r, 0, sizeof *r);
   luaL_getmetatable(L, NX_HREQ_MT);
   lua_setmetatable(L, -2);
-  if (!(r->easy = curl_easy_init())) return luaL_error(L, "nexus.http.request: out of memory");
+  if (!(r->easy = nx_http_easy(h))) return luaL_error(L, "nexus.http.request: out of memory");
+  /* One pass over the options that are there (usually only url), rather
+   * than a lookup for each one that might be: the strings stay valid,
+   * the table holds them. */
+  const char *url = NULL, *method = NULL, *body = NULL, *version = NULL;
+  size_t body_n = 0;
+  double tmo = 0, ctmo = 0;
+  int follow = 0, has_tls = 0, has_headers = 0;
+  lua_pushnil(L);
+  while (lua_next(L, 1)) {
+    const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : "";
+    switch (k[0]) {
+    case 'u': if (!strcmp(k, "url")) url = lua_tostring(L, -1); break;
+    case 'm': if (!strcmp(k, "method")) method = lua_tostring(L, -1); break;
+    case 'b': if (!strcmp(k, "body")) body = lua_tolstring(L, -1, &body_n); break;
+    case 'v': if (!strcmp(k, "version")) version = lua_tostring(L, -1); break;
+    case 't':
+      if (!strcmp(k, "timeout")) tmo = lua_tonumber(L, -1);
+      else if (!strcmp(k, "tls")) has_tls = lua_istable(L, -1);
+      break;
+    case 'c': if (!strcmp(k, "connect_timeout")) ctmo = lua_tonumber(L, -1); break;
+    case 'f': if (!strcmp(k, "follow_redirects")) follow = lua_toboolean(L, -1); break;
+    case 's': if (!strcmp(k, "stream")) r->stream = lua_toboolean(L, -1); break;
+    case 'h': if (!strcmp(k, "headers")) has_headers = lua_istable(L, -1); break;
+    }
+    lua_pop(L, 1);
+  }
   CURL *e = r->easy;
-  curl_easy_setopt(e, CURLOPT_URL, nx_opt_str(L, "url"));
+  curl_easy_setopt(e, CURLOPT_URL, url);
   curl_easy_setopt(e, CURLOPT_PRIVATE, r);
   curl_easy_setopt(e, CURLOPT_ERRORBUFFER, r->err);
   curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
@@ -429,43 +495,41 @@ static int l_http_start(lua_State *L) {
   curl_easy_setopt(e, CURLOPT_CLOSESOCKETDATA, h);
   curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(e, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
-  const char *method = nx_opt_str(L, "method");
-  const char *body = nx_opt_str(L, "body");
   if (body) {
-    lua_getfield(L, 1, "body");
-    size_t n;
-    const char *b = lua_tolstring(L, -1, &n);
-    r->req_body = malloc(n ? n : 1);
+    r->req_body = malloc(body_n ? body_n : 1);
     if (!r->req_body) return luaL_error(L, "nexus.http.request: out of memory");
-    memcpy(r->req_body, b, n);
-    lua_pop(L, 1);
+    memcpy(r->req_body, body, body_n);
     curl_easy_setopt(e, CURLOPT_POSTFIELDS, r->req_body);
-    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)n);
+    curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_n);
   }
   if (method && strcmp(method, "GET") != 0) {
     if (!strcmp(method, "HEAD")) curl_easy_setopt(e, CURLOPT_NOBODY, 1L);
     else curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
   }
-  double tmo = nx_opt_num(L, "timeout", 0), ctmo = nx_opt_num(L, "connect_timeout", 0);
   if (tmo > 0) curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)(tmo * 1000 + 0.5));
   if (ctmo > 0) curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)(ctmo * 1000 + 0.5));
-  curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, (long)nx_opt_bool(L, 1, "follow_redirects", 0));
-  r->stream = nx_opt_bool(L, 1, "stream", 0);
-  const char *version = nx_opt_str(L, "version");
-  if (version && !strcmp(version, "2")) curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+  if (follow) {                    /* libcurl's own default is no limit: a loop ran */
+    curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 1L);   /* until the headers were too large */
+    curl_easy_setopt(e, CURLOPT_MAXREDIRS, (long)NX_HTTP_MAXREDIRS);
+  }
+  if (version && !strcmp(version, "2")) {
+    curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+    /* requests started together wait for the connection being made and
+     * share it (multiplexed) rather than each opening its own */
+    curl_easy_setopt(e, CURLOPT_PIPEWAIT, 1L);
+  }
   else curl_easy_setopt(e, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
-  lua_getfield(L, 1, "tls");
-  if (lua_istable(L, -1)) {
+  if (has_tls) {
+    lua_getfield(L, 1, "tls");
     int verify = nx_opt_bool(L, lua_gettop(L), "verify", 1);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, (long)verify);
     curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, verify ? 2L : 0L);
     lua_getfield(L, -1, "ca_file");
     if (lua_isstring(L, -1)) curl_easy_setopt(e, CURLOPT_CAINFO, lua_tostring(L, -1));
-    lua_pop(L, 1);
+    lua_pop(L, 2);
   }
-  lua_pop(L, 1);
-  lua_getfield(L, 1, "headers");
-  if (lua_istable(L, -1)) {
+  if (has_headers) {
+    lua_getfield(L, 1, "headers");
     lua_pushnil(L);
     while (lua_next(L, -2)) {
       lua_pushvalue(L, -2);
@@ -478,12 +542,21 @@ static int l_http_start(lua_State *L) {
       r->headers = l;
     }
     curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->headers);
+    lua_pop(L, 1);
   }
-  lua_pop(L, 1);
   r->h = h;
   if (curl_multi_add_handle(h->multi, e) != CURLM_OK)
     return luaL_error(L, "nexus.http.request: libcurl refused the request");
   r->added = 1;
+  /* libcurl keeps 4 idle connections per easy handle in the multi at the
+   * moment a transfer ends; here a finished request leaves the multi
+   * before its task can start the next one, so after a burst of answers
+   * that count is low and the connections just used are closed. Sized by
+   * the most requests ever in flight at once instead (the same 4x rule). */
+  if (++h->added > h->peak) {
+    h->peak = h->added;
+    curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS, 4 * h->peak);
+  }
   return 1;
 }
 
@@ -518,7 +591,55 @@ static int l_http_wait(lua_State *L) {
   return 1;
 }
 
-/* core.http_result(req): status, http version, the raw header block,
+/* Pushes the headers of the last response in the header block (after
+ * redirects and 100 Continue) as a table: names in lower case, a
+ * repeated header's values joined with ", ", values trimmed. */
+static void nx_push_headers(lua_State *L, const char *p, size_t n) {
+  const char *end = p + n, *last = p;
+  for (const char *q = p; q + 5 <= end; q++)      /* the last "HTTP/" at a line's start */
+    if ((q == p || (q - p >= 2 && q[-2] == '\r' && q[-1] == '\n')) && !memcmp(q, "HTTP/", 5)) last = q;
+  lua_newtable(L);
+  int t = lua_gettop(L);
+  char name[128];
+  for (const char *q = last; q < end;) {
+    const char *eol = q;
+    while (eol < end && *eol != '\r' && *eol != '\n') eol++;
+    const char *c = q;
+    while (c < eol && *c != ':' && *c != ' ' && *c != '\t' && *c != '\f' && *c != '\v') c++;
+    if (c > q && c < eol && *c == ':') {
+      size_t nl = (size_t)(c - q);
+      const char *v = c + 1, *ve = eol;
+      while (v < ve && (*v == ' ' || *v == '\t')) v++;
+      while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+      if (nl <= sizeof name) {
+        for (size_t i = 0; i < nl; i++) name[i] = (char)((q[i] >= 'A' && q[i] <= 'Z') ? q[i] + 32 : q[i]);
+        lua_pushlstring(L, name, nl);
+      } else {                                    /* a long name: rare */
+        lua_pushlstring(L, q, nl);
+        lua_getglobal(L, "string");
+        lua_getfield(L, -1, "lower");
+        lua_remove(L, -2);
+        lua_insert(L, -2);
+        lua_call(L, 1, 1);
+      }
+      lua_pushvalue(L, -1);
+      lua_rawget(L, t);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        lua_pushlstring(L, v, (size_t)(ve - v));
+      } else {
+        lua_pushliteral(L, ", ");
+        lua_pushlstring(L, v, (size_t)(ve - v));
+        lua_concat(L, 3);
+      }
+      lua_rawset(L, t);
+    }
+    q = eol;
+    while (q < end && (*q == '\r' || *q == '\n')) q++;
+  }
+}
+
+/* core.http_result(req): status, http version, the headers (a table),
  * the body | nil, error text. */
 static int l_http_result(lua_State *L) {
   nx_hreq *r = nx_check_hreq(L, "nexus.http.request");
@@ -535,18 +656,31 @@ static int l_http_result(lua_State *L) {
       lua_pushfstring(L, "tls: %s", r->err[0] ? r->err : curl_easy_strerror(r->result));
       break;
     case CURLE_GOT_NOTHING: lua_pushliteral(L, "eof"); break;
+    case CURLE_TOO_MANY_REDIRECTS: lua_pushliteral(L, "too many redirects"); break;
     default:
       lua_pushfstring(L, "%s%s%s", curl_easy_strerror(r->result), r->err[0] ? ": " : "", r->err);
     }
+    nx_hreq_recycle(r);
     return 2;
   }
-  long status = 0, version = 0;
-  curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
-  curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+  long status = r->status, version = r->version;
+  if (r->easy) {
+    curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &status);
+    curl_easy_getinfo(r->easy, CURLINFO_HTTP_VERSION, &version);
+    r->status = status;
+    r->version = version;
+  }
   lua_pushinteger(L, status);
   lua_pushstring(L, version == CURL_HTTP_VERSION_2_0 ? "2" : version == CURL_HTTP_VERSION_1_0 ? "1.0" : "1.1");
-  lua_pushlstring(L, r->head.p ? r->head.p : "", r->head.n);
+  nx_push_headers(L, r->head.p ? r->head.p : "", r->head.n);
   lua_pushlstring(L, r->body.p ? r->body.p : "", r->body.n);
+  if (!r->stream && r->done) {     /* all taken: the handle and the buffers go */
+    nx_hreq_recycle(r);
+    free(r->body.p);
+    free(r->head.p);
+    memset(&r->body, 0, sizeof r->body);
+    memset(&r->head, 0, sizeof r->head);
+  }
   return 4;
 }
 
@@ -564,6 +698,7 @@ static int l_http_read(lua_State *L) {
     return 1;
   }
   if (r->done && r->result != CURLE_OK) return l_http_result(L);
+  nx_hreq_recycle(r);              /* at the end (done), else a no-op */
   lua_pushnil(L);
   return 1;
 }

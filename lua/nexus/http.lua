@@ -6,7 +6,7 @@ local util = require "nexus.util"
 
 local c_start, c_wait, c_result, c_read = core.http_start, core.http_wait, core.http_result, core.http_read
 local setmetatable, getmetatable = setmetatable, getmetatable
-local type, pairs, tostring, error, lower = type, pairs, tostring, error, string.lower
+local type, pairs, tostring = type, pairs, tostring
 local suspend, argerror, check_secs = util.suspend, util.argerror, util.check_secs
 
 local M = {}
@@ -17,15 +17,20 @@ local KEYS = { method = true, url = true, headers = true, body = true, timeout =
 
 local function bad(what) argerror(FN, what, 3) end
 
+local good_url   -- the last url that passed (strings are values: the same one passes again)
+
 local function check(opts)
   if type(opts) ~= "table" then bad("expected an options table, got " .. type(opts)) end
   for k in pairs(opts) do
     if not KEYS[k] then bad("unknown option '" .. tostring(k) .. "'") end
   end
   local url = opts.url
-  if type(url) ~= "string" then bad("url must be a string, got " .. type(url)) end
-  if not url:match("^[hH][tT][tT][pP][sS]?://[^/%s]") then bad("url must be http:// or https://, got '" .. url .. "'") end
-  if url:find("[%z\r\n]") then bad("url holds a control character") end
+  if url ~= good_url then
+    if type(url) ~= "string" then bad("url must be a string, got " .. type(url)) end
+    if not url:match("^[hH][tT][tT][pP][sS]?://[^/%s]") then bad("url must be http:// or https://, got '" .. url .. "'") end
+    if url:find("[%z\r\n]") then bad("url holds a control character") end
+    good_url = url
+  end
   local m = opts.method
   if m ~= nil and (type(m) ~= "string" or not m:match("^[A-Z]+$")) then
     bad("method must be an upper-case word such as \"GET\", got " .. tostring(m))
@@ -63,28 +68,6 @@ local function check(opts)
   end
 end
 
--- The last response's header block (after redirects and 100 Continue):
--- lower-case names; a repeated header's values joined with ", ".
-local function parse_headers(block)
-  local last = 1
-  local at = 1
-  while true do
-    local s = block:find("HTTP/", at, true)
-    if not s then break end
-    if s == 1 or block:sub(s - 2, s - 1) == "\r\n" then last = s end
-    at = s + 1
-  end
-  local hs = {}
-  for line in block:sub(last):gmatch("[^\r\n]+") do
-    local k, v = line:match("^([^:%s]+):%s*(.-)%s*$")
-    if k then
-      k = lower(k)
-      hs[k] = hs[k] and (hs[k] .. ", " .. v) or v
-    end
-  end
-  return hs
-end
-
 -- A streamed response: res:read() gives the body as it comes.
 local Stream = {}
 Stream.__index = Stream
@@ -107,18 +90,20 @@ function M.request(opts)
   local req = c_start(opts)
   local what = opts.stream and "body" or "done"
   while not c_wait(req, what) do suspend(FN) end
-  local status, version, head, body = c_result(req)
+  local status, version, headers, body = c_result(req)   -- headers: the last response's, lower-case names
   if not status then return nil, version end
   if opts.stream then
-    return setmetatable({ status = status, version = version, headers = parse_headers(head), req = req }, Stream)
+    return setmetatable({ status = status, version = version, headers = headers, req = req }, Stream)
   end
-  return { status = status, version = version, headers = parse_headers(head), body = body }
+  return { status = status, version = version, headers = headers, body = body }
 end
 
 local function with(opts, fname)
   if opts ~= nil and type(opts) ~= "table" then argerror(fname, "options must be a table, got " .. type(opts), 2) end
   local o = {}
-  for k, v in pairs(opts or {}) do o[k] = v end
+  if opts then
+    for k, v in pairs(opts) do o[k] = v end
+  end
   return o
 end
 
