@@ -18,7 +18,7 @@ local time = require "nexus.time"
 
 local type, tostring, tonumber, pairs, ipairs, floor, error = type, tostring, tonumber, pairs, ipairs, math.floor, error
 local setmetatable, getmetatable, xpcall, huge = setmetatable, getmetatable, xpcall, math.huge
-local lower, concat, os_time, os_date = string.lower, table.concat, os.time, os.date
+local lower, concat, os_time, os_date, byte = string.lower, table.concat, os.time, os.date, string.byte
 local traceback = debug.traceback
 local ffi_string = ffi.string
 local argerror, no_task = util.argerror, util.no_task
@@ -89,9 +89,12 @@ local function status_line(status)
   return l
 end
 
--- The Date header, made once a second.
-local date_sec, date_line = -1, ""
+-- The Date header, made once a second (os.time at most every 50 ms).
+local date_sec, date_line, date_next = -1, "", -1
 local function date()
+  local now = api_now()
+  if now < date_next then return date_line end
+  date_next = now + 0.05
   local t = os_time()
   if t ~= date_sec then
     date_sec = t
@@ -116,33 +119,54 @@ local function resp_error(msg) error("nexus.http.listen: handler's response: " .
 
 -- The header lines of a handler's headers table (name -> string, number
 -- or a list of them), and what the special ones said.
+-- Header names and short values already checked, so that a handler
+-- returning the same headers each time pays for the checks once (each
+-- cache starts over after 1,000 entries).
+local NAME_OK, nname = {}, 0   -- name -> its SPECIAL code, or 0
+local VAL_OK, nval = {}, 0     -- value -> true
+local function name_code(k)
+  local sp = NAME_OK[k]
+  if sp then return sp end
+  if type(k) ~= "string" or not k:match(TOKEN) then resp_error("bad header name " .. tostring(k)) end
+  sp = SPECIAL[lower(k)] or 0
+  if nname >= 1000 then NAME_OK, nname = {}, 0 end
+  NAME_OK[k], nname = sp, nname + 1
+  return sp
+end
+
 local function header_lines(headers, out, n)
   local clen, te, close, has_date
   for k, v in pairs(headers) do
-    if type(k) ~= "string" or not k:match(TOKEN) then resp_error("bad header name " .. tostring(k)) end
-    local sp = SPECIAL[lower(k)]
+    local sp = name_code(k)
     local tv = type(v)
     if tv == "number" then
       v = tostring(v)
       tv = "string"
     end
     if tv == "string" then
-      if v:find(BADVAL) then resp_error("header " .. k .. " holds a control character") end
-      n = n + 1
-      out[n] = k .. ": " .. v .. "\r\n"
+      if not VAL_OK[v] then
+        if v:find(BADVAL) then resp_error("header " .. k .. " holds a control character") end
+        if #v <= 256 then
+          if nval >= 1000 then VAL_OK, nval = {}, 0 end
+          VAL_OK[v], nval = true, nval + 1
+        end
+      end
+      out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", v, "\r\n"
+      n = n + 4
     elseif tv == "table" then
       for i, x in ipairs(v) do
         if type(x) == "number" then x = tostring(x) end
         if type(x) ~= "string" or x:find(BADVAL) then
           resp_error("header " .. k .. "[" .. i .. "] must be a string without control characters")
         end
-        n = n + 1
-        out[n] = k .. ": " .. x .. "\r\n"
+        out[n + 1], out[n + 2], out[n + 3], out[n + 4] = k, ": ", x, "\r\n"
+        n = n + 4
       end
     else
       resp_error("header " .. k .. " must be a string, a number or a list, got " .. tv)
     end
-    if sp == 1 then clen = v
+    if sp == 0 then -- an ordinary header
+    elseif sp == 1 then clen = v
     elseif sp == 2 then te = v
     elseif sp == 3 then close = type(v) == "string" and lower(v):find("close", 1, true) ~= nil
     elseif sp == 4 then has_date = true end
@@ -254,16 +278,24 @@ local function report(srv, err, req)
   io.stderr:write("nexus.http.listen: ", tostring(err), "\n")
 end
 
+-- Calls f under a Lua frame of its own: returning straight into xpcall's
+-- frame is NYI for LuaJIT's recorder, so f's traces would abort (and f be
+-- blacklisted) without it.
+local function invoke(f, a, b, c, d)
+  local r1, r2, r3, r4 = f(a, b, c, d)
+  return r1, r2, r3, r4
+end
+
 -- The task of one request: the handler, then its response.
 local function run_request(srv, req)
-  local ok, status, headers, body = xpcall(srv.handler, traceback, req)
+  local ok, status, headers, body = xpcall(invoke, traceback, srv.handler, req)
   if req._ws then return false end                 -- the connection is the WebSocket's now
   if req._responded then                           -- req:websocket() refused it (4xx sent)
     return false
   end
   if ok then
     local written, keep
-    ok, written, keep = xpcall(write_response, traceback, req, status, headers, body)
+    ok, written, keep = xpcall(invoke, traceback, write_response, req, status, headers, body)
     if ok then return written and keep end         -- nil: the stream failed
     status = written                               -- the error
   end
@@ -361,7 +393,8 @@ local function new_req(srv, s, peer, hp)
   for i = 0, hp.nhdr - 1 do
     local k = ffi_string(arena + hdr[4 * i], hdr[4 * i + 1])
     local v = ffi_string(arena + hdr[4 * i + 2], hdr[4 * i + 3])
-    if v:find("[ \t]$") then v = v:match("^(.-)[ \t]*$") end
+    local last = byte(v, -1)
+    if last == 32 or last == 9 then v = v:match("^(.-)[ \t]*$") end
     local prev = headers[k]
     if prev then v = prev .. (k == "cookie" and "; " or ", ") .. v end
     headers[k] = v
@@ -375,7 +408,7 @@ local function new_req(srv, s, peer, hp)
   local continue = hp.state == BODY and headers.expect ~= nil and lower(headers.expect) == "100-continue"
   return setmetatable({
     method = METHOD[hp.method] or "?", target = target, path = path, query = query,
-    headers = headers, version = major .. "." .. minor, peer = peer,
+    headers = headers, version = (major == 1 and minor == 1) and "1.1" or major .. "." .. minor, peer = peer,
     _s = s, _hp = hp, _srv = srv, _keep = hp.keep_alive ~= 0, _http10 = major == 1 and minor == 0,
     _continue = continue, _responded = false, _ws = false, _body = false,
   }, REQ)
@@ -383,36 +416,50 @@ end
 
 ---------------------------------------------------------------- connections
 
+-- What each connection is doing, for the sweeper (the idle and head
+-- time-outs): one table per connection, two fields written per request,
+-- and no timer armed per wait.
+local BUSY, IDLE, INHEAD = 0, 1, 2
+
 -- Waits for the head of the next request: HEAD turned BODY or DONE, or
--- ERROR (answered by the caller) | nil (the peer left, idle time-out,
--- server closing: close quietly) | false (the head time-out: 408).
-local function read_head(srv, s, hp)
+-- ERROR (answered by the caller) | nil (the peer left, or the sweeper
+-- closed the connection: idle too long, or the head took too long and it
+-- answered 408; or the server is closing).
+local function read_head(conn, s, hp)
   local st = c_feed(hp, s)
   if st ~= HEAD then return st >= 0 and st or nil end
-  local deadline
-  srv.idle[s] = true
+  conn.phase, conn.since = IDLE, api_now()
   while st == HEAD do
-    local tmo = srv.idle_timeout
-    if deadline then
-      tmo = deadline - api_now()
-      if tmo <= 0 then return false end
-    end
-    s:_read_timeout(tmo ~= huge and tmo or nil)
-    local ok, err = s:_fill(0)
-    if not ok then
-      srv.idle[s] = nil
-      if err == "timeout" and deadline then return false end
+    if not s:_fill(0) then
+      conn.phase = BUSY
       return nil
     end
-    if not deadline then
-      srv.idle[s] = nil
-      if srv.closed then return nil end
-      deadline = api_now() + srv.request_timeout
-    end
+    if conn.phase == IDLE then conn.phase, conn.since = INHEAD, api_now() end
     st = c_feed(hp, s)
   end
-  srv.idle[s] = nil
+  conn.phase = BUSY
   return st >= 0 and st or nil
+end
+
+-- Closes the connections idle longer than idle_timeout, and answers 408 to
+-- those whose head took longer than request_timeout; wakes every tick.
+local function sweep(srv)
+  local conns = srv.conns
+  while true do
+    time.sleep(srv.tick)
+    local now = api_now()
+    for c in pairs(conns) do
+      local ph = c.phase
+      if ph == IDLE and now - c.since >= srv.idle_timeout then
+        c.phase = BUSY
+        c.s:close()
+      elseif ph == INHEAD and now - c.since >= srv.request_timeout then
+        c.phase = BUSY
+        answer(c.s, 408, false)
+        c.s:close()
+      end
+    end
+  end
 end
 
 -- Reads and drops what the handler left of a body: true when the
@@ -432,13 +479,13 @@ local function serve(srv, s, peer)
   end
   hp = ffi.gc(hp, c_free)
   s:set_timeouts { write = srv.write_timeout }
-  while true do
-    local st = read_head(srv, s, hp)
+  local conn = { s = s, phase = BUSY, since = 0 }
+  local conns = srv.conns
+  conns[conn] = true
+  while not srv.closed do
+    local st = read_head(conn, s, hp)
     if st == ERROR then
       answer(s, hp.status, false)
-      break
-    elseif st == false then
-      answer(s, 408, false)
       break
     elseif not st then
       break
@@ -446,10 +493,14 @@ local function serve(srv, s, peer)
     local req = new_req(srv, s, peer, hp)
     srv.nreq = srv.nreq + 1
     local keep = spawn(run_request, srv, req):join()
-    if req._ws then return end                     -- the WebSocket's holder closes it
-    if not keep or not skip_body(req) or hp.upgrade ~= 0 or srv.closed then break end
+    if req._ws then                                -- the WebSocket's holder closes it
+      conns[conn] = nil
+      return
+    end
+    if not keep or not skip_body(req) or hp.upgrade ~= 0 then break end
     c_reset(hp)
   end
+  conns[conn] = nil
   s:close()
 end
 
@@ -515,7 +566,7 @@ function M.listen(host, port, handler, opts)
   if not ln then return nil, err end
   local srv = setmetatable({
     ln = ln, handler = handler, on_error = opts.on_error or false, closed = false,
-    idle = setmetatable({}, { __mode = "k" }), nreq = 0,
+    conns = {}, nreq = 0,
     max_header_size = opts.max_header_size or 16384, max_headers = opts.max_headers or 100,
     max_body = opts.max_body or 1048576,
     idle_timeout = tmo(opts.idle_timeout, 60), request_timeout = tmo(opts.request_timeout, 30),
@@ -523,7 +574,11 @@ function M.listen(host, port, handler, opts)
   }, SRV)
   if srv.body_timeout == huge then srv.body_timeout = nil end
   if srv.write_timeout == huge then srv.write_timeout = nil end
+  -- the sweeper's period: a quarter of the shorter time-out, 5 ms to 1 s
+  local tick = (srv.idle_timeout < srv.request_timeout and srv.idle_timeout or srv.request_timeout) / 4
+  srv.tick = tick < 0.005 and 0.005 or tick > 1 and 1 or tick
   srv.task = spawn(accept_loop, srv)
+  srv.sweeper = spawn(sweep, srv)
   return srv
 end
 
@@ -538,7 +593,10 @@ function SRV.close(srv)
   if srv.closed then return end
   srv.closed = true
   srv.ln:close()
-  for s in pairs(srv.idle) do s:close() end
+  srv.sweeper:abort()
+  for c in pairs(srv.conns) do
+    if c.phase == IDLE then c.s:close() end
+  end
 end
 
 function SRV.local_addr(srv)
