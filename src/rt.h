@@ -350,14 +350,18 @@ static inline nx_task *nx_running(nx_rt *rt) {
 void nx_wait_kind(nx_cancel_fn cancel, const char *what,
                   void (*describe)(nx_task *t, char *buf, size_t n));
 void nx_describe_wait(nx_task *t, char *buf, size_t n);
-static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
-  nx_task *t = nx_running(rt);
-  if (!t) return NX_E_NOTASK;
+/* nx_wait for t, which the caller has from nx_running(rt). */
+static inline void nx_wait_task(nx_rt *rt, nx_task *t, nx_cancel_fn cancel, void *obj) {
   t->since = rt->event_rel;
   t->wobj = obj;
   t->cancel = cancel;
   t->state = NX_WAITING;
   t->wseq++;
+}
+static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
+  nx_task *t = nx_running(rt);
+  if (!t) return NX_E_NOTASK;
+  nx_wait_task(rt, t, cancel, obj);
   return NX_OK;
 }
 int nx_wait_sleep(nx_rt *rt, double deadline);
