@@ -122,7 +122,11 @@ nx_task_x *nx_task_ext(nx_task *t);
 static inline nx_task *nx_joiner(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->joiner : NULL; }
 static inline nx_deadline *nx_task_dl(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->dl : NULL; }
 static inline uint32_t nx_task_ndl(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->ndl : 0; }
-static inline uint32_t nx_task_holds(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->holds : 0; }
+/* Only a root task (block_on's, an adopted main chunk) is ever held. */
+static inline uint32_t nx_task_holds(const nx_task *t) {
+  nx_task_x *x = (t->flags & NX_F_ROOT) ? nx_task_xp(t) : NULL;
+  return x ? x->holds : 0;
+}
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
 typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
