@@ -91,7 +91,7 @@ static int bc_other_rt(const nexus_bchan *ch, const nx_rt *rt) {
 
 /* t's x part exists: nx_bchan_claim_wait made it before claiming. */
 static void bc_hold(nexus_bclaim *c, nx_task *t) {
-  nx_task_x *x = t->x;
+  nx_task_x *x = nx_task_xp(t);
   c->task_ = t;
   c->prev_ = NULL;
   c->next_ = x->claims;
@@ -103,7 +103,7 @@ static void bc_unhold(nexus_bclaim *c) {
   nx_task *t = c->task_;
   if (!t) return;
   if (c->prev_) c->prev_->next_ = c->next_;
-  else t->x->claims = c->next_;
+  else nx_task_xp(t)->claims = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->next_ = c->prev_ = NULL;
   c->task_ = NULL;
@@ -112,7 +112,7 @@ static void bc_unhold(nexus_bclaim *c) {
 void nx_bchan_task_ended(nx_task *t) {
   nexus_bclaim *c;
   int drop = t->end != NX_END_OK;
-  while ((c = t->x->claims)) {
+  while ((c = nx_task_xp(t)->claims)) {
     bc_unhold(c);
     if (drop && c->st_ == BC_CLAIMED) nexus_bchan_abort(c);
   }

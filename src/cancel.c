@@ -143,7 +143,7 @@ nx_token *nx_guard_disarm(nx_guard *g) {
   g->armed = 0;
   nx_task *task = g->task;
   if (task) {
-    for (nx_guard **p = &task->x->guards; *p; p = &(*p)->next) {
+    for (nx_guard **p = &nx_task_xp(task)->guards; *p; p = &(*p)->next) {
       if (*p == g) {
         *p = g->next;
         break;
@@ -157,8 +157,9 @@ nx_token *nx_guard_disarm(nx_guard *g) {
 }
 
 void nx_guards_fire(nx_task *task) {
-  nx_guard *g = task->x->guards;
-  task->x->guards = NULL;
+  nx_task_x *x = nx_task_xp(task);
+  nx_guard *g = x->guards;
+  x->guards = NULL;
   while (g) {
     nx_guard *next = g->next;
     g->task = NULL;

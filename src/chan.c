@@ -11,14 +11,18 @@ nx_chan *nx_chan_new(uint32_t cap) {
   nx_chan *ch = calloc(1, sizeof *ch);
   if (!ch) return NULL;
   ch->cap = cap;
+  ch->hand = -1;
   nx_waitq_init(&ch->sendq);
   return ch;
 }
 
-static void nx_chan_unref(nx_chan *ch) {
-  if (--ch->refs > 0) return;
+static void nx_chan_free(nx_chan *ch) {
   nx_waitq_free(&ch->sendq);
   free(ch);
+}
+
+static inline void nx_chan_unref(nx_chan *ch) {
+  if (--ch->refs == 0) nx_chan_free(ch);
 }
 
 /* head and len are below cap: a compare wraps the ring index (a `%`
@@ -38,9 +42,21 @@ static void nx_chan_wake_rx(nx_chan *ch) {
   nx_chan_unref(ch);
 }
 
+/* Values queued and slots reserved: a hand counts as queued. */
+static uint32_t nx_chan_taken(const nx_chan *ch) {
+  return ch->len + ch->granted + (ch->hand >= 0);
+}
+
+/* The handed value goes back to the front of the ring (just before head). */
+static void nx_chan_unhand(nx_chan *ch) {
+  ch->head = (uint32_t)ch->hand;
+  ch->len++;
+  ch->hand = -1;
+}
+
 /* Wakes the first waiting sender with a reserved slot, if room allows. */
 static void nx_chan_grant_next(nx_chan *ch) {
-  while (ch->len + ch->granted < ch->cap) {
+  while (nx_chan_taken(ch) < ch->cap) {
     nx_task *t = nx_waitq_pop(&ch->sendq);
     if (!t) return;
     ch->granted++;
@@ -88,7 +104,7 @@ static void nx_chan_rx_cancel(nx_rt *rt, nx_task *t) {
 }
 
 /* The runtime check: waiters of one channel all live in one runtime. */
-static nx_task *nx_chan_task(nx_chan *ch, int *rc) {
+static inline __attribute__((always_inline)) nx_task *nx_chan_task(nx_chan *ch, int *rc) {
   nx_rt *rt = nx_cur_rt;
   nx_task *t = rt ? nx_running(rt) : NULL;
   if (!t) {
@@ -105,10 +121,22 @@ static nx_task *nx_chan_task(nx_chan *ch, int *rc) {
   return t;
 }
 
-static int nx_chan_push(nx_chan *ch) {
+static inline __attribute__((always_inline)) int nx_chan_push(nx_chan *ch) {
   uint32_t i = nx_chan_tail(ch);
-  ch->len++;
-  nx_chan_wake_rx(ch);
+  nx_task *r = ch->rx;
+  if (!r) {
+    ch->len++;
+    return (int)i;
+  }
+  if (ch->len == 0 && !r->kind && ch->sendq.live == 0) {   /* hand-off (chan.h); a select's proxy polls recv */
+    ch->hand = (int32_t)i;
+    ch->head = i + 1 == ch->cap ? 0 : i + 1;
+  } else {
+    ch->len++;
+  }
+  ch->rx = NULL;
+  nx_task_wake(ch->rt, r, NX_WAKE_OK);
+  nx_chan_unref(ch);
   return (int)i;
 }
 
@@ -132,7 +160,7 @@ int nx_chan_send(nx_chan_end *e, int wait) {
     return nx_chan_push(ch);
   }
   if (e->closed || ch->rx_closed) return NX_CH_CLOSED;
-  if (ch->len + ch->granted < ch->cap && ch->sendq.live == 0) {
+  if (nx_chan_taken(ch) < ch->cap && ch->sendq.live == 0) {
     if (wait && nx_coop_spend(rt)) return NX_CH_WAIT;    /* yields once, then retries */
     return nx_chan_push(ch);
   }
@@ -140,7 +168,8 @@ int nx_chan_send(nx_chan_end *e, int wait) {
   int rc;
   nx_task *t = nx_chan_task(ch, &rc);
   if (!t) return rc;
-  nx_wait(rt, nx_chan_tx_cancel, ch);     /* first: the entry records its wseq */
+  if (ch->hand >= 0) nx_chan_unhand(ch);   /* its taker must grant the room (chan.h) */
+  nx_wait_task(rt, t, nx_chan_tx_cancel, ch);   /* first: the entry records its wseq */
   if (nx_waitq_push_arg(&ch->sendq, t, e->id) != 0) {
     t->cancel = NULL;
     nx_task_cancel_wait(rt, t);
@@ -153,6 +182,13 @@ int nx_chan_send(nx_chan_end *e, int wait) {
 /* Returns the ring index to take the value from (the caller clears it),
  * or a status. */
 int nx_chan_recv(nx_chan *ch, int wait) {
+  if (ch->hand >= 0) {                        /* the first value, handed: whoever receives takes it */
+    if (wait && nx_coop_spend(nx_cur_rt)) return NX_CH_WAIT;
+    uint32_t i = (uint32_t)ch->hand;
+    ch->hand = -1;
+    if (ch->sendq.live && !ch->rx_closed) nx_chan_grant_next(ch);   /* none waits while a hand is out */
+    return (int)i;
+  }
   if (ch->len) {
     if (wait && nx_coop_spend(nx_cur_rt)) return NX_CH_WAIT;   /* yields once, then retries */
     uint32_t i = ch->head;
@@ -168,7 +204,7 @@ int nx_chan_recv(nx_chan *ch, int wait) {
   if (!t) return rc;
   if (ch->rx && ch->rx != t) return NX_CH_BUSY;
   ch->rx = t;
-  nx_wait(ch->rt, nx_chan_rx_cancel, ch);
+  nx_wait_task(ch->rt, t, nx_chan_rx_cancel, ch);
   ch->refs++;
   return NX_CH_WAIT;
 }
@@ -220,6 +256,7 @@ void nx_chan_rx_close(nx_chan_end *e) {
   nx_chan *ch = e->ch;
   ch->rx_closed = 1;
   ch->len = 0;
+  ch->hand = -1;
   nx_chan_wake_rx(ch);
   nx_task *t;
   while ((t = nx_waitq_pop(&ch->sendq))) {

@@ -6,6 +6,17 @@
  * senders waiting for room, the one waiting receiver, the close state.
  * A send or recv is one FFI call returning an index or a status.
  *
+ * Hand-off: a send that finds the receiver waiting on an empty channel
+ * takes the value's slot off the ring for it (ch->hand) as it wakes it;
+ * the receiver's Lua wrapper, once resumed, takes the value from there
+ * with no second call into C. Until then the value is still the
+ * channel's first, for everyone: it counts in len() and against the
+ * capacity, any recv takes it first (another task's try_recv; the next
+ * recv when the woken receiver was aborted), and a sender that must wait
+ * for room puts it back in the ring first, so that taking it never needs
+ * to grant room (the wrapper then finds no hand and calls recv). The
+ * receiver still goes through the ready queue: no task runs out of turn.
+ *
  * Fairness: when room frees up while senders wait, it is granted to the
  * first of them (nx_task_grant): a newcomer cannot overtake a waiting
  * sender, and a granted sender that is aborted before it runs passes its
@@ -36,6 +47,8 @@ typedef struct nx_chan {
   uint32_t cap, len, head;     /* values in the ring: [head, head + len) */
   uint32_t senders;            /* open sender objects */
   uint8_t rx_closed, tx_closed;
+  int32_t hand;                /* the ring index of a value handed to the woken
+                                  receiver (just before head, outside len), or -1 */
   /* Private. */
   uint32_t granted;            /* slots reserved for woken senders */
   uint32_t refs;

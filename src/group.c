@@ -152,7 +152,7 @@ void nx_group_adopt(lua_State *L, nx_group *g, nx_task *t, int midx, int hidx) {
     luaL_error(L, "group:spawn: the group's tasks belong to another runtime");
   g->rt = rt;
   g->rt_serial = rt->serial;
-  t->x->joiner = &g->sink;
+  nx_task_xp(t)->joiner = &g->sink;
   g->members++;
   g->live++;
   lua_pushvalue(L, hidx);            /* by slot: the array part, and a member's */

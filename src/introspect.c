@@ -77,7 +77,7 @@ static void nx_push_task(lua_State *L, nx_rt *rt, nx_task *t, int with_tb) {
     lua_pushstring(L, buf);
     lua_setfield(L, -2, "wait");
   }
-  lua_pushnumber(L, t == rt->cur ? 0 : rt->event_time - t->since);
+  lua_pushnumber(L, t == rt->cur ? 0 : rt->event_time - rt->epoch - (double)t->since);
   lua_setfield(L, -2, "since");
   lua_State *co = nx_task_co(t);
   /* A suspended task's coroutine, or the running one (L itself: its

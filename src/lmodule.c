@@ -338,7 +338,7 @@ static int nx_handle_end(const nx_handle *h) {
  * block_on still reads it), and the slot at the next sweep. */
 static void nx_consume(lua_State *L, nx_rt *rt, nx_handle *h, nx_task *t) {
   nx_hand_over(h, t);
-  if (!t->holds && !(t->flags & NX_F_FATAL)) nx_task_drop_co(rt, L, t);
+  if (!nx_task_holds(t) && !(t->flags & NX_F_FATAL)) nx_task_drop_co(rt, L, t);
 }
 
 /* Creates a ready task running the function at fidx with the values above
@@ -514,7 +514,7 @@ static int nx_push_results(lua_State *L, nx_rt *rt, nx_task *t) {
   lua_State *co = t->co;
   int n = lua_gettop(co);
   luaL_checkstack(L, n + 1, "too many results");
-  if (t->holds || (t->flags & NX_F_FATAL)) {
+  if (nx_task_holds(t) || (t->flags & NX_F_FATAL)) {
     lua_checkstack(co, n);
     for (int i = 1; i <= n; i++) lua_pushvalue(co, i);
   }
@@ -804,7 +804,12 @@ static int l_rt_block_on(lua_State *L) {
   rt->busy = (uint8_t)lua_toboolean(L, 3);
   nx_task *root = nx_spawn_top(L, rt, 5, fname);
   root->flags |= NX_F_ROOT;
-  root->holds++;
+  nx_task_x *x = nx_task_ext(root);
+  if (!x) {
+    nx_task_abort(rt, L, root);
+    return nx_error(L, "%s: out of memory", fname);
+  }
+  x->holds++;
   lua_settop(L, 4);
   return nx_drive(L, rt, root, all, INFINITY, fname);
 }
@@ -824,11 +829,15 @@ static int l_rt_adopt(lua_State *L) {
     return nx_error(L, "rt:_adopt: the main thread cannot be a task");
   }
   nx_task *t = nx_task_new(rt, L);
-  if (!t) return nx_error(L, "rt:_adopt: out of memory");
+  nx_task_x *x = t ? nx_task_ext(t) : NULL;
+  if (!x) {
+    if (t) nx_task_abort(rt, L, t);
+    return nx_error(L, "rt:_adopt: out of memory");
+  }
   nx_ctl_set(rt, L, NX_CTL_TASKS, t->slot);
   t->co = co ? co : L;
   t->flags |= NX_F_ROOT;
-  t->holds++;
+  x->holds++;
   if (!co) {
     rt->cur = t;
     nx_set_cur(L, rt);

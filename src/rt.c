@@ -96,6 +96,7 @@ nx_rt *nx_rt_new(void) {
   rt->event_interval = 61;
   rt->next_id = 1;
   rt->event_time = nx_now();
+  rt->epoch = rt->event_time;
   rt->coop = 128;
   if (nx_rt_register(rt) != 0) goto fail_q;
   return rt;
@@ -113,6 +114,8 @@ fail:
 
 /* ---- task slots ---- */
 
+_Static_assert(sizeof(nx_task) == 64, "a task record is 64 bytes (rt.h)");
+
 
 /* Adds a page of records. The arrays grow geometrically (a burst of
  * 200,000 spawns must not realloc them per page) and the records are set
@@ -126,9 +129,10 @@ static int nx_grow_slots(nx_rt *rt) {
     rt->pcap = cap;
   }
   /* Not calloc: a record is initialised when first taken. */
-  nx_task *page = malloc(NX_PAGE_SIZE * sizeof *page);
-  if (!page) return -1;
-  rt->pages[rt->npages++] = page;
+  char *mem = malloc(NX_PAGE_HDR + NX_PAGE_SIZE * sizeof(nx_task));
+  if (!mem) return -1;
+  *(nx_task_x ***)(void *)mem = NULL;            /* no x part yet */
+  rt->pages[rt->npages++] = (nx_task *)(void *)(mem + NX_PAGE_HDR);
   rt->nslots += NX_PAGE_SIZE;
   return 0;
 }
@@ -145,7 +149,6 @@ static nx_task *nx_take_slot(nx_rt *rt) {
   if (rt->used == rt->nslots && nx_grow_slots(rt) != 0) return NULL;
   nx_task *t = nx_task_at(rt, rt->used);
   t->slot = rt->used++;
-  t->x = NULL;
   t->state = NX_FREE;
   t->flags = 0;
   t->co = NULL;
@@ -258,15 +261,13 @@ static void nx_sweep(nx_rt *rt, lua_State *L) {
 /* Takes a free record; the caller anchors the coroutine in the tasks table. */
 static void nx_task_init(nx_rt *rt, nx_task *t) {
   t->id = rt->next_id++;
-  t->holds = 0;
-  t->ran = 0;
   t->state = NX_RUNNING;   /* not queued yet: the caller readies it */
   t->end = NX_END_OK;
-  t->wake = 0;
   t->nargs = 0;
   t->cancel = NULL;
   t->wobj = NULL;
-  if (t->x) memset(t->x, 0, sizeof *t->x);
+  nx_task_x *x = nx_task_xp(t);
+  if (x) memset(x, 0, sizeof *x);
   t->kind = NX_KIND_TASK;
   rt->alive++;
   rt->st.spawned++;
@@ -385,7 +386,7 @@ static void nx_keep_result(nx_rt *rt, nx_task *t) {
 }
 
 void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
-  if (t->holds || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
+  if (nx_task_holds(t) || (t->flags & (NX_F_FATAL | NX_F_ZOMBIE))) return;
   if (t->flags & NX_F_POOLED) {
     nx_pool_recycle(rt, L, t);
     return;
@@ -396,8 +397,9 @@ void nx_task_ended(nx_rt *rt, lua_State *L, nx_task *t) {
 }
 
 void nx_task_unhold(nx_rt *rt, lua_State *L, nx_task *t) {
-  assert(t->holds > 0);
-  if (--t->holds == 0 && t->state == NX_DONE) nx_task_ended(rt, L, t);
+  nx_task_x *x = nx_task_xp(t);
+  assert(x && x->holds > 0);
+  if (--x->holds == 0 && t->state == NX_DONE) nx_task_ended(rt, L, t);
 }
 
 /* ---- ready queue ---- */
@@ -459,7 +461,6 @@ static nx_task *nx_q_pop(nx_rt *rt) {
 
 void nx_task_grant(nx_rt *rt, nx_task *t) {
   if (t->state != NX_WAITING) return;
-  t->wake = NX_WAKE_OK;
   t->wseq++;
   nx_task_ready(rt, t);
 }
@@ -487,14 +488,22 @@ int nx_wait_sleep(nx_rt *rt, double deadline) {
 }
 
 nx_task_x *nx_task_ext(nx_task *t) {
-  if (!t->x) t->x = calloc(1, sizeof *t->x);
-  return t->x;
+  nx_task_x **x;
+  if (t->kind) {
+    if (!(x = nx_task_xslot(t))) return NULL;    /* a group's sink or watch */
+  } else {
+    nx_task_x ***pxs = nx_page_xs(t);
+    if (!*pxs && !(*pxs = calloc(NX_PAGE_SIZE, sizeof **pxs))) return NULL;
+    x = &(*pxs)[t->slot & (NX_PAGE_SIZE - 1)];
+  }
+  if (!*x) *x = calloc(1, sizeof **x);
+  return *x;
 }
 
 static void nx_join_cancel(nx_rt *rt, nx_task *t) {
   (void)rt;
   nx_task *target = t->wobj;
-  if (target && nx_joiner(target) == t) target->x->joiner = NULL;
+  if (target && nx_joiner(target) == t) nx_task_xp(target)->joiner = NULL;
 }
 
 int nx_wait_join(nx_rt *rt, nx_task *target) {
@@ -601,7 +610,7 @@ int nx_dl_state(nx_rt *rt, int level) {
 
 /* Pops `level` and every deeper one (an abandoned inner timeout). */
 static void nx_dl_pop_task(nx_rt *rt, nx_task *t, uint32_t level) {
-  nx_task_x *x = t->x;
+  nx_task_x *x = nx_task_xp(t);
   if (!x) return;
   while (x->ndl >= level && x->dl) {
     nx_deadline *d = x->dl;
@@ -673,7 +682,7 @@ static void nx_end_common(nx_rt *rt, lua_State *L, nx_task *t) {
   if (t->cancel) nx_task_cancel_wait(rt, t);   /* a wait it never yielded for */
   t->state = NX_DONE;
   rt->alive--;
-  nx_task_x *x = t->x;
+  nx_task_x *x = nx_task_xp(t);
   if (x && x->guards) nx_guards_fire(t);
   if (x && x->claims) nx_bchan_task_ended(t);
   if (x && x->joiner) {
@@ -783,13 +792,16 @@ static void nx_check_slow(nx_rt *rt, nx_task *t, lua_State *co, double t0) {
 static void nx_resume(nx_rt *rt, lua_State *L, nx_task *t) {
   lua_State *co = t->co ? t->co : nx_task_start(rt, L, t);
   if (!co) return;
-  if (t->ran && lua_status(co) != LUA_YIELD) {
-    nx_hand_resumed(rt, L, t, co);
-    return;
-  }
-  t->ran = 1;
   int nargs = t->nargs;
-  t->nargs = 0;
+  if (nargs == NX_RAN) {
+    if (lua_status(co) != LUA_YIELD) {
+      nx_hand_resumed(rt, L, t, co);
+      return;
+    }
+    nargs = 0;
+  } else {
+    t->nargs = NX_RAN;
+  }
   t->state = NX_RUNNING;
   rt->cur = t;
   rt->st.resumes++;
@@ -897,6 +909,7 @@ int nx_rt_drive(nx_rt *rt, lua_State *L, nx_task *root, int all, double until) {
     if ((stop = nx_stop_now(rt, L, root, all)) >= 0) return stop;
     double now = nx_now();
     rt->event_time = now;
+    rt->event_rel = (float)(now - rt->epoch);
     rt->st.cycles++;
     nx_fire_timers(rt, now);
     if (now >= until) return NX_STOP_TIMEOUT;
@@ -988,8 +1001,14 @@ void nx_rt_unref(nx_rt *rt) {
   nx_rt_unregister(rt);
   free(rt->zomb);
   free(rt->pool_free);
-  for (uint32_t s = 0; s < rt->used; s++) free(nx_task_at(rt, s)->x);
-  for (uint32_t i = 0; i < rt->npages; i++) free(rt->pages[i]);
+  for (uint32_t i = 0; i < rt->npages; i++) {
+    nx_task_x **xs = *(nx_task_x ***)(void *)((char *)rt->pages[i] - NX_PAGE_HDR);
+    if (xs) {
+      for (uint32_t k = 0; k < NX_PAGE_SIZE; k++) free(xs[k]);
+      free(xs);
+    }
+    free((char *)rt->pages[i] - NX_PAGE_HDR);
+  }
   free(rt->pages);
   free(rt->q);
   while (rt->dlfree) {

@@ -68,39 +68,68 @@ typedef struct nx_task_x {
   struct nx_guard *guards;      /* drop guards to fire when it ends (cancel.h) */
   struct nexus_bclaim *claims;  /* byte-channel claims it holds (bchan.c) */
   uint32_t ndl;                 /* timeout levels */
+  uint16_t holds;               /* C-side holds (block_on's root) */
 } nx_task_x;
 
-/* 80 bytes: a parked task costs this besides its coroutine. */
+/* 64 bytes: a parked task costs this besides its coroutine. Its x part
+ * is not here: a page of records keeps the x pointers of its 256 slots in
+ * one array, made when one of them first needs an x (nx_task_xp). */
 struct nx_task {
   nx_timer tm;                  /* first: sleep timer, NX_TM_SLEEP (10 bytes, packed) */
   uint8_t state, end, flags;
-  uint8_t ran;                  /* resumed by the executor at least once */
   uint8_t kind;                 /* NX_KIND_TASK; a select op's proxy (select.h); a group's sink (group.h) */
-  int8_t wake;                  /* how the last wait ended */
+  uint16_t nargs;               /* arguments for the first resume (NX_RAN once resumed);
+                                   results once KEPT */
   lua_State *co;                /* anchored at rt tasks table [slot] */
   uint64_t id;
   nx_cancel_fn cancel;          /* releases the current wait, or NULL */
   void *wobj;                   /* what it waits on; the next free slot + 1 while free */
-  nx_task_x *x;                 /* the rarely used part, or NULL */
-  double since;                 /* event_time when its state last changed */
+  float since;                  /* when its state last changed: event_time - rt->epoch
+                                   (seconds; for nexus.tasks()) */
   uint32_t slot;
   uint32_t qseq;                /* bumps on each push: stale queue entries */
   uint32_t wseq;                /* bumps when a wait starts or ends (waitq.h) */
-  uint16_t holds;               /* C-side holds (block_on root) */
-  uint16_t nargs;               /* arguments for the first resume; results once KEPT */
 };
+
+/* nargs once the executor has resumed the task (nexus.spawn takes at
+ * most 65,534 arguments). */
+#define NX_RAN 0xFFFFu
+
+/* A page of task records: the x pointers of its slots (or NULL), then the
+ * records; rt->pages points at the records. */
+#define NX_PAGE_BITS 8
+#define NX_PAGE_SIZE (1u << NX_PAGE_BITS)
+#define NX_PAGE_HDR 16
+static inline nx_task_x ***nx_page_xs(const nx_task *t) {
+  return (nx_task_x ***)(void *)((char *)(uintptr_t)(t - (t->slot & (NX_PAGE_SIZE - 1))) - NX_PAGE_HDR);
+}
+/* Where t's x pointer is, or NULL. A select op's proxy (not in a page)
+ * keeps its own right after its record (select.h); a group's sink and
+ * watch have none. */
+static inline nx_task_x **nx_task_xslot(const nx_task *t) {
+  if (t->kind) return t->kind == NX_KIND_PROXY ? (nx_task_x **)(void *)(uintptr_t)(t + 1) : NULL;
+  nx_task_x **xs = *nx_page_xs(t);
+  return xs ? &xs[t->slot & (NX_PAGE_SIZE - 1)] : NULL;
+}
+/* The x part of t, or NULL. */
+static inline nx_task_x *nx_task_xp(const nx_task *t) {
+  nx_task_x **x = nx_task_xslot(t);
+  return x ? *x : NULL;
+}
 
 /* The task's x part, made at first need; NULL on ENOMEM. */
 nx_task_x *nx_task_ext(nx_task *t);
-static inline nx_task *nx_joiner(const nx_task *t) { return t->x ? t->x->joiner : NULL; }
-static inline nx_deadline *nx_task_dl(const nx_task *t) { return t->x ? t->x->dl : NULL; }
-static inline uint32_t nx_task_ndl(const nx_task *t) { return t->x ? t->x->ndl : 0; }
+static inline nx_task *nx_joiner(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->joiner : NULL; }
+static inline nx_deadline *nx_task_dl(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->dl : NULL; }
+static inline uint32_t nx_task_ndl(const nx_task *t) { nx_task_x *x = nx_task_xp(t); return x ? x->ndl : 0; }
+/* Only a root task (block_on's, an adopted main chunk) is ever held. */
+static inline uint32_t nx_task_holds(const nx_task *t) {
+  nx_task_x *x = (t->flags & NX_F_ROOT) ? nx_task_xp(t) : NULL;
+  return x ? x->holds : 0;
+}
 
 /* Ready-queue entry: 8 bytes, so a burst of spawns costs little memory. */
 typedef struct nx_qent { uint32_t slot, seq; } nx_qent;
-
-#define NX_PAGE_BITS 8
-#define NX_PAGE_SIZE (1u << NX_PAGE_BITS)
 
 /* Something a runtime owns besides its tasks (a socket, a signal handle,
  * an async handle): nx_rt_close calls close() on each, before running the
@@ -150,6 +179,8 @@ struct nx_rt {
   double slow_resume;           /* report resumes longer than this (0: off) */
   uint8_t report_errors, closed, driving, busy;
   double event_time;
+  double epoch;                 /* event_time when it was made */
+  float event_rel;              /* event_time - epoch, what a task's since records */
   uint32_t alive;
   uint64_t serial;              /* unique in its thread: tells runtimes apart (nx_rt_of) */
   uint64_t next_id;
@@ -223,7 +254,7 @@ static inline void nx_task_ready(nx_rt *rt, nx_task *t) {
     return;
   }
   t->state = NX_READY;
-  t->since = rt->event_time;
+  t->since = rt->event_rel;
   nx_qent *e = &rt->q[(rt->qhead + rt->qn++) & (rt->qcap - 1)];
   e->slot = t->slot;
   e->seq = ++t->qseq;
@@ -252,7 +283,7 @@ static inline void nx_task_wake(nx_rt *rt, nx_task *t, int code) {
   if (t->state != NX_WAITING) return;
   t->cancel = NULL;
   t->wobj = NULL;
-  t->wake = (int8_t)code;
+  (void)code;                   /* how it ended is the waiter's to find out (a timeout's level) */
   t->wseq++;
   nx_task_ready(rt, t);
 }
@@ -323,14 +354,18 @@ static inline nx_task *nx_running(nx_rt *rt) {
 void nx_wait_kind(nx_cancel_fn cancel, const char *what,
                   void (*describe)(nx_task *t, char *buf, size_t n));
 void nx_describe_wait(nx_task *t, char *buf, size_t n);
-static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
-  nx_task *t = nx_running(rt);
-  if (!t) return NX_E_NOTASK;
-  t->since = rt->event_time;
+/* nx_wait for t, which the caller has from nx_running(rt). */
+static inline void nx_wait_task(nx_rt *rt, nx_task *t, nx_cancel_fn cancel, void *obj) {
+  t->since = rt->event_rel;
   t->wobj = obj;
   t->cancel = cancel;
   t->state = NX_WAITING;
   t->wseq++;
+}
+static inline int nx_wait(nx_rt *rt, nx_cancel_fn cancel, void *obj) {
+  nx_task *t = nx_running(rt);
+  if (!t) return NX_E_NOTASK;
+  nx_wait_task(rt, t, cancel, obj);
   return NX_OK;
 }
 int nx_wait_sleep(nx_rt *rt, double deadline);

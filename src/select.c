@@ -4,10 +4,13 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <stddef.h>
 
 #include <lua.h>
 
 /* ---- op records ---- */
+
+_Static_assert(offsetof(nx_selop, x) == sizeof(nx_task), "a proxy's x pointer follows it (rt.h)");
 
 /* Freed ops wait here for reuse (see select.h: never given back). */
 static NX_TLS nx_selop *nx_sel_free_list;

@@ -32,6 +32,7 @@ enum { NX_SEL_WAITING = -1000, NX_SEL_FAULT_MAX = -2000 };
 
 struct nx_selop {
   nx_task px;                   /* first: the components' view of the op */
+  nx_task_x *x;                 /* right after it: px's x part (nx_task_xslot) */
   nx_task *owner;               /* the task whose select it is in, or NULL */
   nx_selop *next;               /* the owner's other ops */
   uint32_t index;               /* 1-based position in that select */

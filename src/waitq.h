@@ -5,6 +5,13 @@
  * (abort, timeout) is stale and skipped: cancelling is O(1), which matters
  * when 10,000 waiters go at once. Stale entries are compacted away once
  * they outnumber the live ones, and dropped at once when none is live.
+ *
+ * An entry is 8 bytes: a task of the queue's runtime (q->rt) by its slot.
+ * A record not in that runtime's pages (a select's proxy, a group's watch,
+ * a task of another runtime) is named by an index into q->ext instead.
+ * The queue takes the pushing task's runtime when it holds no entry; with
+ * live entries there is always one runtime behind them, which outlives
+ * them (closing it cancels every wait).
  */
 #ifndef NX_WAITQ_H
 #define NX_WAITQ_H
@@ -12,12 +19,18 @@
 #include <stdint.h>
 
 typedef struct nx_task nx_task;
-typedef struct nx_wqent { nx_task *t; uint32_t seq, arg; } nx_wqent;   /* arg: the component's */
+typedef struct nx_rt nx_rt;
+typedef struct nx_wqent { uint32_t ref, seq; } nx_wqent;
 
 typedef struct nx_waitq {
   nx_wqent *v;
+  uint32_t *args;                /* the component's arg of each entry (same index), once one is given */
+  nx_task **ext;                 /* records named by index (NX_WQ_EXT | i); a free one links the next */
+  nx_rt *rt;                     /* whose slots the other refs are */
   uint32_t head, n, cap;         /* ring of n entries from head */
   uint32_t live;                 /* entries whose wait is still on */
+  uint32_t next_ext, ext_cap;    /* ext: used up to next_ext; its capacity */
+  uint32_t ext_free;             /* a free ext index + 1, or 0 */
 } nx_waitq;
 
 void nx_waitq_init(nx_waitq *q);

@@ -12,6 +12,7 @@ ffi.cdef [[
 typedef struct nx_chan {
   uint32_t cap, len, head, senders;
   uint8_t rx_closed, tx_closed;
+  int32_t hand;
 } nx_chan;
 typedef struct nx_chan_end { nx_chan *ch; uint8_t closed; uint32_t id; } nx_chan_end;
 typedef struct nx_chan_api {
@@ -55,10 +56,16 @@ local function tx_new(ch, buf, fname)
   return setmetatable({ e = ffi_gc(e, c_tx_free), ch = ch, buf = buf }, Tx)
 end
 
--- Clears the ring slots of the values still queued.
+-- Clears the ring slots of the values still queued (a handed one too).
 local function drop_queued(ch, buf)
   local head, cap = ch.head, ch.cap
   for k = 0, ch.len - 1 do buf[(head + k) % cap + 1] = nil end
+  if ch.hand >= 0 then buf[ch.hand + 1] = nil end
+end
+
+-- Values queued: a value handed to the woken receiver is one until taken.
+local function queued(ch)
+  return ch.hand >= 0 and ch.len + 1 or ch.len
 end
 
 -- tx, rx = nexus.channel(capacity)
@@ -132,10 +139,10 @@ function Tx:close() c_tx_close(self.e) end
 
 function Tx:is_closed() return self.e.closed ~= 0 or self.ch.rx_closed ~= 0 end
 function Tx:capacity() return self.ch.cap end
-function Tx:len() return self.ch.len end
+function Tx:len() return queued(self.ch) end
 function Tx:__tostring()
   local ch = self.ch
-  return ("nexus.channel.tx(%d/%d%s)"):format(ch.len, ch.cap, self:is_closed() and ", closed" or "")
+  return ("nexus.channel.tx(%d/%d%s)"):format(queued(ch), ch.cap, self:is_closed() and ", closed" or "")
 end
 
 ---------------------------------------------------------------- receiver
@@ -155,6 +162,13 @@ function Rx:recv()
   while i < 0 do
     if i == WAIT then
       suspend("rx:recv")
+      -- A send handed its value over as it woke us (src/chan.h): take
+      -- it without calling recv again.
+      local h = ch.hand
+      if h >= 0 then
+        ch.hand = -1
+        return take(self, h)
+      end
     elseif i == CLOSED then
       return nil, "closed"
     else
@@ -182,11 +196,11 @@ function Rx:close()
 end
 
 function Rx:is_closed() return self.ch.rx_closed ~= 0 or self.ch.tx_closed ~= 0 end
-function Rx:len() return self.ch.len end
+function Rx:len() return queued(self.ch) end
 function Rx:capacity() return self.ch.cap end
 function Rx:__tostring()
   local ch = self.ch
-  return ("nexus.channel.rx(%d/%d%s)"):format(ch.len, ch.cap, self:is_closed() and ", closed" or "")
+  return ("nexus.channel.rx(%d/%d%s)"):format(queued(ch), ch.cap, self:is_closed() and ", closed" or "")
 end
 
 ---------------------------------------------------------------- select ops
