@@ -1,11 +1,13 @@
 -- nexus.http.listen: an HTTP/1.1 server on nexus streams.
 --
 -- One task per connection reads requests with http_parser working in
--- place on the stream's buffer (src/httpd.c); each request then runs in
--- a task of its own: the handler, then the writing of its response. The
--- connection's task joins it, reads what is left of the body if the
--- handler did not, and goes on with the next request (keep-alive;
--- pipelined requests are answered in order, one at a time). Limits on the
+-- place on the stream's buffer (src/httpd.c) and runs each in turn: the
+-- handler (inside xpcall), the writing of its response, the rest of the
+-- body if the handler did not read it, then the next request (keep-alive;
+-- pipelined requests are answered in order, one at a time). HTTP/1.1
+-- answers a connection's requests in order anyway, so a task per request
+-- would add no concurrency; it cost 40 % of a request's instructions
+-- (docs/BENCHMARKS.md, "HTTP server"). Limits on the
 -- head, the header count, the body and the idle and read times are
 -- answered with their status and the connection closed. See docs/http.md.
 local ffi = require "ffi"
@@ -286,7 +288,9 @@ local function invoke(f, a, b, c, d)
   return r1, r2, r3, r4
 end
 
--- The task of one request: the handler, then its response.
+-- One request, in its connection's task: the handler, then its response.
+-- An error in either is caught here (a 500, reported) and ends nothing
+-- but this connection.
 local function run_request(srv, req)
   local ok, status, headers, body = xpcall(invoke, traceback, srv.handler, req)
   if req._ws then return false end                 -- the connection is the WebSocket's now
@@ -492,7 +496,7 @@ local function serve(srv, s, peer)
     end
     local req = new_req(srv, s, peer, hp)
     srv.nreq = srv.nreq + 1
-    local keep = spawn(run_request, srv, req):join()
+    local keep = run_request(srv, req)
     if req._ws then                                -- the WebSocket's holder closes it
       conns[conn] = nil
       return
