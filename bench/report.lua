@@ -95,6 +95,7 @@ local workloads = {
     label = {
       ["lua-chan"] = "hand-written Lua channel, coroutines (reference)",
       ["coro"] = "bare resume/yield, no channel (floor)",
+      ["nexus-yield"] = "two nexus tasks passing the turn with nexus.yield(), no channel (the executor's floor)",
       ["luv"] = "Lua channel under luv (one round per loop iteration)",
       ["luv-drain"] = "Lua channel under luv (drain per idle callback)",
       ["cqueues"] = "cqueues (condition-based channel)",

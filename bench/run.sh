@@ -296,6 +296,7 @@ impls_chan=(
   "luv|luv_why|$LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
   "luv-drain|luv_why|env BENCH_LUV_DRAIN=1 $LUAJIT $ROOT/bench/chan_pingpong_luv.lua"
   "cqueues|cqueues_why|$LUAJIT $ROOT/bench/chan_pingpong_cqueues.lua"
+  "nexus-yield|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_yield.lua"
   "nexus|nexus_why|$LUAJIT $ROOT/bench/chan_pingpong_nexus.lua"
   "nexus-cmd|nexus_cmd_why|$NEXUS_BUILD/bin/nexus $ROOT/bench/chan_pingpong_nexus.lua"
 )
