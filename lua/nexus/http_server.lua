@@ -590,8 +590,9 @@ local function check_srv(fname, srv)
   if getmetatable(srv) ~= SRV then argerror(fname, "expected an http server, got " .. type(srv), 2) end
 end
 
--- Stops accepting; idle keep-alive connections close now, busy ones after
--- their response (which says Connection: close).
+-- Stops accepting; connections waiting for a request (or still reading
+-- its head: the sweeper that would time them out stops too) close now,
+-- busy ones after their response (which says Connection: close).
 function SRV.close(srv)
   check_srv("srv:close", srv)
   if srv.closed then return end
@@ -599,7 +600,7 @@ function SRV.close(srv)
   srv.ln:close()
   srv.sweeper:abort()
   for c in pairs(srv.conns) do
-    if c.phase == IDLE then c.s:close() end
+    if c.phase ~= BUSY then c.s:close() end        -- waiting for a request, or in its head
   end
 end
 
