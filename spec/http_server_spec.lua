@@ -342,6 +342,32 @@ describe("nexus.http.listen over raw sockets", function()
     end
   end)
 
+  it("a body function that fails mid-response is reported, and the connection closes", function()
+    local reported
+    local got = with_server(function()
+      local i = 0
+      return 200, nil, function()
+        i = i + 1
+        if i == 3 then error("feed broke") end
+        return "part" .. i .. "\n"
+      end
+    end, { on_error = function(err) reported = tostring(err) end }, function(_, port)
+      local s = raw(port, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+      local t = {}
+      while true do
+        local d = s:read()
+        if not d then break end
+        t[#t + 1] = d
+      end
+      s:close()
+      return table.concat(t)
+    end)
+    assert.truthy(got:find("^HTTP/1.1 200 OK\r\n"))
+    assert.truthy(got:find("part1\n", 1, true) and got:find("part2\n", 1, true))
+    assert.falsy(got:find("0\r\n\r\n", 1, true))    -- no last chunk: the client sees it cut short
+    assert.truthy(reported and reported:find("feed broke", 1, true), reported)
+  end)
+
   it("a peer that leaves mid-request or mid-response breaks nothing", function()
     local served = with_server(function(req)
       if req.path == "/stream" then
