@@ -289,6 +289,37 @@ describe("nexus.websocket (nexus client, nexus server)", function()
     assert.are.same({ nil, "eof" }, r.eof)
   end)
 
+  it("runs handshakes concurrently: a silent client delays nobody, and close ends the ones under way", function()
+    local r = nexus.run(function()
+      local wl, base, port = listen({ handshake_timeout = 5 })
+      local h = nexus.spawn(function()
+        local t0 = nexus.now()
+        local ws = assert(wl:accept())
+        return { ws:recv(), nexus.now() - t0 }
+      end)
+      local silent = {}
+      for i = 1, 3 do silent[i] = assert(nexus.tcp.connect("127.0.0.1", port)) end   -- never say a word
+      nexus.sleep(0.05)
+      local c = assert(ws_mod.connect(base .. "/"))
+      assert(c:send("first"))
+      local got = h:join()
+      -- the silent ones are still handshaking: wl:close ends them now, not in 5 s
+      local t1 = nexus.now()
+      wl:close()
+      local after = { wl:accept() }
+      local silent_eof = {}
+      for i = 1, 3 do silent_eof[i] = select(2, silent[i]:read()) end
+      local closed_in = nexus.now() - t1
+      c:close()
+      return { got = got, after = after, silent = silent_eof, closed_in = closed_in }
+    end)
+    assert.are.equal("first", r.got[1])
+    assert.truthy(r.got[2] < 2, "the accept waited " .. r.got[2] .. " s behind silent clients")
+    assert.are.same({ nil, "closed" }, r.after)
+    assert.are.same({ "eof", "eof", "eof" }, r.silent)
+    assert.truthy(r.closed_in < 2, "silent handshakes lasted " .. r.closed_in .. " s after close")
+  end)
+
   it("answers bad Upgrade requests with 4xx, closes them, and goes on to the next", function()
     local r = nexus.run(function()
       local wl, base, port = listen({ path = "/ws" })

@@ -23,6 +23,8 @@ local time = require "nexus.time"
 local sync = require "nexus.sync"
 local task = require "nexus.task"
 local sel = require "nexus.select"
+local sel_select = sel.select
+local channel = require "nexus.channel"
 local bytes = require "nexus.bytes"
 
 local type, tostring, tonumber, pairs, ipairs, floor = type, tostring, tonumber, pairs, ipairs, math.floor
@@ -86,6 +88,7 @@ local MAX_HEAD, MAX_HEADERS = 8192, 100
 local CLOSE_WAIT = 2                 -- seconds a close handshake may take
 local DEFAULT_MAX = 16 * 2 ^ 20
 local DEFAULT_TIMEOUT = 5
+local HS_LIMIT = 64                  -- handshakes under way or waiting for wl:accept, per listener
 local MAXSIZE = 2 ^ 52
 local GATHER_MAX = 64 * 1024         -- output held back while replies are gathered
 
@@ -772,32 +775,77 @@ function M.listen(host, port, opts)
   if not ln then return nil, err end
   local hs = opts.handshake_timeout
   if hs == nil then hs = DEFAULT_TIMEOUT end
+  local tx, rx = channel.new(HS_LIMIT + 1)
   return setmetatable({ ln = ln, path = opts.path or false, max = opts.max_message or DEFAULT_MAX,
-                        protocols = opts.protocols or {}, hs = hs or false }, WL)
+                        protocols = opts.protocols or {}, hs = hs or false,
+                        tx = tx, rx = rx, busy = 0, pending = {}, closed = false }, WL)
 end
 
 local function check_wl(fname, wl)
   if getmetatable(wl) ~= WL then argerror(fname, "expected a websocket listener, got " .. type(wl), 2) end
 end
 
+-- Handshakes run concurrently, each in a task of its own, so a slow or
+-- silent client delays nobody: wl:accept takes connections while fewer
+-- than HS_LIMIT are handshaking or waiting to be taken, and completed
+-- ones queue for it in the order they completed.
+
+local function handshake(wl, s, peer)
+  local ws, req
+  if wl.hs and wl.hs ~= huge then
+    local ok
+    ok, ws, req = timeout(wl.hs, server_handshake, wl, s, peer)
+    if not ok then ws = nil end
+  else
+    ws, req = server_handshake(wl, s, peer)
+  end
+  wl.pending[s] = nil
+  if not ws then
+    s:close()
+    wl.busy = wl.busy - 1
+    return
+  end
+  if not wl.tx:send({ ws, req }) then              -- the listener closed meanwhile
+    wl.busy = wl.busy - 1
+    s:close()
+  end
+end
+
 -- (suspends) ws, req | nil, err. A connection whose handshake fails (a
 -- bad request gets its 4xx answer) or times out is closed, and the next
--- one is taken.
+-- one is taken. Accepting happens here, inside wl:accept (no task runs
+-- for a listener nobody accepts on), in a select with the queue of
+-- completed handshakes.
 function WL.accept(wl)
   check_wl("wl:accept", wl)
+  if wl.closed then return nil, "closed" end
+  local rx = wl.rx
   while true do
-    local s, peer = wl.ln:accept()
-    if not s then return nil, peer end
-    local ws, req
-    if wl.hs and wl.hs ~= huge then
-      local ok
-      ok, ws, req = timeout(wl.hs, server_handshake, wl, s, peer)
-      if not ok then ws = nil end
-    else
-      ws, req = server_handshake(wl, s, peer)
+    local item, err = rx:try_recv()
+    if not item and err ~= "closed" then
+      if wl.busy >= HS_LIMIT then
+        item, err = rx:recv()
+      else
+        local i, a, b = sel_select(wl.ln:accept_op(), rx:recv_op())
+        if i == 1 then
+          if a then                                -- a connection: its handshake runs on its own
+            wl.busy = wl.busy + 1
+            wl.pending[a] = spawn(handshake, wl, a, b)
+            err = false
+          else
+            return nil, b
+          end
+        else
+          item, err = a, b
+        end
+      end
     end
-    if ws then return ws, req end
-    s:close()
+    if item then
+      wl.busy = wl.busy - 1
+      return item[1], item[2]
+    elseif err == "closed" then
+      return nil, "closed"
+    end
   end
 end
 
@@ -806,9 +854,25 @@ function WL.local_addr(wl)
   return wl.ln:local_addr()
 end
 
+-- Closes the listener; handshakes under way are abandoned (their
+-- connections closed), and WebSockets accepted but not taken are closed.
 function WL.close(wl)
   check_wl("wl:close", wl)
-  return wl.ln:close()
+  if wl.closed then return wl.ln:close() end
+  wl.closed = true
+  local ok, err = wl.ln:close()
+  for s, h in pairs(wl.pending) do
+    h:abort()
+    s:close()
+  end
+  wl.pending = {}
+  wl.tx:close()
+  while true do
+    local item = wl.rx:try_recv()
+    if not item then break end
+    if item[1] then item[1].s:close() end
+  end
+  return ok, err
 end
 
 function WL.__tostring(wl)
