@@ -65,60 +65,8 @@ static struct {
   long server_pid;   /* 0: no server CPU figures */
 } opt = { 0, 50, 1, 5.0, 1.0, "/", 0 };
 
-static void fail(const char *fmt, const char *what) {
-  fprintf(stderr, "http_loadgen: ");
-  fprintf(stderr, fmt, what);
-  fprintf(stderr, "\n");
-  exit(1);
-}
-
-static void sys_fail(const char *what) {
-  fprintf(stderr, "http_loadgen: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* CPU seconds (user + system) the server process has used so far, from
- * fields 14 and 15 of /proc/PID/stat, in clock ticks. -1 without -P. */
-static double server_cpu(void) {
-  char path[64], buf[1024];
-  if (opt.server_pid <= 0) return -1;
-  snprintf(path, sizeof path, "/proc/%ld/stat", opt.server_pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) sys_fail(path);
-  size_t len = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[len] = '\0';
-  char *p = strrchr(buf, ')');   /* the command name may hold spaces */
-  unsigned long ut, st;
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                          &ut, &st) != 2)
-    fail("cannot parse %s", path);
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static int connect_to(int port) {
-  struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port) };
-  int one = 1;
-  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) sys_fail("socket");
-  if (connect(fd, (struct sockaddr *)&sa, sizeof sa) < 0) sys_fail("connect");
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
+#define LG_NAME "http_loadgen"
+#include "loadgen.h"
 
 /* --- the connections --------------------------------------------------- */
 
@@ -326,13 +274,13 @@ static void run(void) {
       timing = 1;
       t0 = t;
       m0 = responses(cs);
-      cpu0 = server_cpu();
+      cpu0 = lg_proc_cpu(opt.server_pid);
       self0 = self_cpu();
       for (int i = 0; i < opt.conns; i++) base[i] = cs[i]->done;
     } else if (timing && t >= t_end) {
       t1 = t;
       m1 = responses(cs);
-      cpu1 = server_cpu();
+      cpu1 = lg_proc_cpu(opt.server_pid);
       self1 = self_cpu();
       break;
     }
@@ -369,16 +317,6 @@ static void usage(void) {
           "usage: http_loadgen -p PORT [-c CONNS] [-d DEPTH] [-s SECS] [-W WARMUP_SECS]\n"
           "                    [-u PATH] [-P PID]\n");
   exit(2);
-}
-
-static double num(const char *s, double lo, double hi) {
-  char *end;
-  double v = strtod(s, &end);
-  if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-    fprintf(stderr, "http_loadgen: bad number '%s' (want %g..%g)\n", s, lo, hi);
-    exit(2);
-  }
-  return v;
 }
 
 int main(int argc, char **argv) {

@@ -57,61 +57,8 @@ static struct {
   long server_pid;
 } opt = { 0, 50, 16, 64, 5.0, 1.0, 0 };
 
-static void fail(const char *fmt, const char *what) {
-  fprintf(stderr, "ws_loadgen: ");
-  fprintf(stderr, fmt, what);
-  fprintf(stderr, "\n");
-  exit(1);
-}
-
-static void sys_fail(const char *what) {
-  fprintf(stderr, "ws_loadgen: %s: %s\n", what, strerror(errno));
-  exit(1);
-}
-
-static uint64_t now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
-/* CPU seconds (user + system) of the server, fields 14 and 15 of
- * /proc/PID/stat. -1 without -P. */
-static double server_cpu(void) {
-  char path[64], buf[1024];
-  if (opt.server_pid <= 0) return -1;
-  snprintf(path, sizeof path, "/proc/%ld/stat", opt.server_pid);
-  FILE *f = fopen(path, "r");
-  if (f == NULL) sys_fail(path);
-  size_t len = fread(buf, 1, sizeof buf - 1, f);
-  fclose(f);
-  buf[len] = '\0';
-  char *p = strrchr(buf, ')');
-  unsigned long ut, st;
-  if (p == NULL || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                          &ut, &st) != 2)
-    fail("cannot parse %s", path);
-  return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
-static double self_cpu(void) {
-  struct rusage ru;
-  getrusage(RUSAGE_SELF, &ru);
-  return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
-         (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) * 1e-6;
-}
-
-static void write_full(int fd, const char *buf, size_t len) {
-  while (len > 0) {
-    ssize_t n = write(fd, buf, len);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      sys_fail("write");
-    }
-    buf += n;
-    len -= (size_t)n;
-  }
-}
+#define LG_NAME "ws_loadgen"
+#include "loadgen.h"
 
 static void b64(const unsigned char *in, int n, char *out) { EVP_EncodeBlock((unsigned char *)out, in, n); }
 
@@ -291,13 +238,13 @@ static void run(void) {
       timing = 1;
       t0 = t;
       m0 = messages(cs);
-      cpu0 = server_cpu();
+      cpu0 = lg_proc_cpu(opt.server_pid);
       self0 = self_cpu();
       for (int i = 0; i < opt.conns; i++) base[i] = cs[i].rcvd;
     } else if (timing && t >= t_end) {
       t1 = t;
       m1 = messages(cs);
-      cpu1 = server_cpu();
+      cpu1 = lg_proc_cpu(opt.server_pid);
       self1 = self_cpu();
       break;
     }
@@ -321,16 +268,6 @@ static void usage(void) {
   fprintf(stderr, "usage: ws_loadgen -p PORT [-c CONNS] [-d DEPTH] [-s SECS] [-W WARMUP_SECS]"
                   " [-m SIZE] [-P PID]\n");
   exit(2);
-}
-
-static double num(const char *s, double lo, double hi) {
-  char *end;
-  double v = strtod(s, &end);
-  if (*s == '\0' || *end != '\0' || v < lo || v > hi) {
-    fprintf(stderr, "ws_loadgen: bad number '%s' (want %g..%g)\n", s, lo, hi);
-    exit(2);
-  }
-  return v;
 }
 
 int main(int argc, char **argv) {
