@@ -40,7 +40,7 @@ local function check(opts)
   if h ~= nil then
     if type(h) ~= "table" then bad("headers must be a table, got " .. type(h)) end
     for k, v in pairs(h) do
-      if type(k) ~= "string" or not k:match("^[%w!#$%%&'*+.^_`|~-]+$") then bad("bad header name " .. tostring(k)) end
+      if type(k) ~= "string" or not k:match(util.TOKEN) then bad("bad header name " .. tostring(k)) end
       if type(v) ~= "string" and type(v) ~= "number" then bad("header " .. k .. " must be a string, got " .. type(v)) end
       if tostring(v):find("[%z\r\n]") then bad("header " .. k .. " holds a control character") end
     end

@@ -113,7 +113,7 @@ REQ.__index = REQ
 
 ---------------------------------------------------------------- responses
 
-local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+local TOKEN = util.TOKEN
 local BADVAL = "[%z\1-\8\10-\31\127]"
 local SPECIAL = { ["content-length"] = 1, ["transfer-encoding"] = 2, connection = 3, date = 4 }
 

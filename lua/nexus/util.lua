@@ -12,6 +12,11 @@ M.adopt = function() return false end
 
 function M.pack(...) return { n = select("#", ...), ... } end
 
+-- An HTTP token (RFC 9110: header names, WebSocket subprotocols), as a
+-- whole-string pattern: the HTTP client and server and nexus.websocket
+-- check names with it.
+M.TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+
 -- Raises "<fname>: <what>" naming the fault, never a bare C-level error.
 function M.argerror(fname, what, level)
   error(fname .. ": " .. what, (level or 1) + 2)

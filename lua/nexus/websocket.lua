@@ -132,7 +132,7 @@ local function tokens(v)
   return t
 end
 
-local TOKEN = "^[!#$%%&'*+%-.^_`|~%w]+$"
+local TOKEN = util.TOKEN
 
 -- The head of an HTTP message: its first line and its headers (lowercase
 -- names; repeated headers joined with ", ") | nil, err. At most MAX_HEAD
